@@ -1,0 +1,65 @@
+# Every target sets up .venv itself when it is missing, so a fresh clone needs only Python 3.11.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# pytest workers: the suite is CPU bound and mostly numpy; two workers fit a 2-core machine.
+WORKERS ?= 2
+
+.PHONY: help setup lab test test-slow test-fast exercises demo bench references calibrate clean
+
+help:
+	@echo "make lab        set up .venv and start JupyterLab on the course (nbgrader extension on)"
+	@echo "make test       set up .venv and run the whole test suite"
+	@echo "make demo       grade the bandit solution headlessly; feedback plots land in demo/"
+	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
+	@echo "make bench      run the speed benchmarks"
+	@echo "make references regenerate our own reference data (minutes)"
+	@echo "make calibrate  regenerate the autograder calibration report (tens of minutes)"
+
+setup: $(STAMP)
+
+# On a machine without CUDA, install the CPU build of torch first: a plain `torch` requirement
+# would otherwise pull several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "CUDA device found: installing torch from the index"; \
+	else \
+		echo "No CUDA device: installing the CPU build torch==2.13.0 first"; \
+		$(PY) -m pip install --quiet torch==2.13.0; \
+	fi
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter server extension enable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null 2>&1 || true
+	$(VENV)/bin/jupyter lab --notebook-dir=. course/00_rl_loop.ipynb
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(WORKERS) -m "not slow and not gpu"
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n $(WORKERS) -m "not slow and not gpu and not notebooks"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(WORKERS) -m "slow and not gpu"
+
+exercises: $(STAMP)
+	$(PY) -m autograder.release
+
+demo: $(STAMP)
+	$(PY) -m autograder check solutions/01_bandits/01_bandits.ipynb --json demo/results.json --plots demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+references: $(STAMP)
+	$(PY) -m autograder.references.generate
+
+calibrate: $(STAMP)
+	$(PY) -m autograder.calibration.calibrate
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache
