@@ -6,7 +6,9 @@ the output is byte-identical for the same source, so CI can demand that exercise
 
 c = get_config()  # noqa: F821 (injected by traitlets when nbgrader loads this file)
 
-c.CourseDirectory.root = "."
+import os  # noqa: E402
+
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 # Release straight into exercises/NN_topic/ (no course-id subfolder).

@@ -113,12 +113,20 @@ def _time_budget(seconds: float | None):
         raise _Timeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # An outer timer (pytest-timeout, a grader's own limit) must keep running: remember it and
+    # give it back its remaining time afterwards. The sooner of the two fires first.
+    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    if 0 < outer_delay < seconds:
+        signal.setitimer(signal.ITIMER_REAL, outer_delay)
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_delay > 0:
+            left = outer_delay - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), outer_interval)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +198,9 @@ class Check:
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._errstate.__exit__(None, None, None)
         self._warnings.__exit__(None, None, None)
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            return False  # KeyboardInterrupt (the learner or a cell timeout stopped it): not a grade
+        first_failed = next((c for c in self.cases if not c.passed), None)
         if exc_type is not None and not issubclass(exc_type, CheckFailed):
             # A bug in the check itself or an unexpected failure: still record and explain it.
             message = (f"the check could not finish: {exc_type.__name__}: {exc}. "
@@ -197,13 +208,12 @@ class Check:
             self._record(False, message)
             raise CheckFailed(self._format_failure(message)) from None
         if exc_type is not None:
-            message = str(exc)
+            # An earlier failing case is the smaller one: report it rather than what stopped the check.
+            message = f"{first_failed.name}: {first_failed.detail}" if first_failed else str(exc)
             self._record(False, message)
             raise type(exc)(self._format_failure(message)) from None
-        failed = [c for c in self.cases if not c.passed]
-        if failed:
-            first = failed[0]
-            message = f"{first.name}: {first.detail}"
+        if first_failed:
+            message = f"{first_failed.name}: {first_failed.detail}"
             self._record(False, message)
             raise CheckFailed(self._format_failure(message)) from None
         passed_line = f"✔ {self.check_id} passed: {self.title} ({len(self.cases)} cases)"
@@ -215,9 +225,9 @@ class Check:
 
     def _format_failure(self, message: str) -> str:
         lines = [f"✘ {self.check_id} failed: {self.title}", "  " + message.replace("\n", "\n  ")]
-        passed = sum(c.passed for c in self.cases)
-        if self.cases:
-            lines.append(f"  ({passed} of {len(self.cases)} cases passed before this one)")
+        first = next((i for i, c in enumerate(self.cases) if not c.passed), len(self.cases))
+        if first:
+            lines.append(f"  ({first} case{'s' if first > 1 else ''} passed before this one)")
         for d in self.diagnosis:
             lines.append("  Diagnosis: " + d)
         if self.hint:
@@ -247,13 +257,13 @@ class Check:
 
     def signature(self, fn: Any, *params: str) -> Callable:
         """Check that `fn` is a function that accepts the parameters `params` positionally."""
-        name = getattr(fn, "__name__", type(fn).__name__)
-        wanted = f"{name}({', '.join(params)})"
         if fn is None or not callable(fn):
             raise LearnerCodeError(
-                f"expected a function {wanted}, got {describe(fn)}. "
-                "Pass the function itself (no parentheses) to the check."
+                f"expected a function taking ({', '.join(params)}), got {describe(fn)}. "
+                "Pass the function itself (no parentheses) to the check, and run its cell first."
             )
+        name = getattr(fn, "__name__", type(fn).__name__)
+        wanted = f"{name}({', '.join(params)})"
         try:
             inspect.signature(fn).bind(*params)
         except TypeError:
@@ -326,6 +336,10 @@ class Check:
                 f"{what} returned {bad} NaN or infinite value(s) out of {arr.size}. "
                 "Look for a division by zero or the log of zero."
             )
+        if kind == "bool" and arr.dtype != bool:
+            if not (np.issubdtype(arr.dtype, np.number) and np.all((arr == 0) | (arr == 1))):
+                raise LearnerCodeError(f"{what} returned {arr.dtype} values; expected True/False.")
+            arr = arr.astype(bool)
         if kind == "int":
             if not np.issubdtype(arr.dtype, np.integer):
                 if np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)):
@@ -382,8 +396,12 @@ def _in_notebook() -> bool:
 def _show_check_failure(shell, etype, evalue, tb, tb_offset=None):
     """IPython handler for CheckFailed: show the message alone, not the grader's stack.
 
-    The cell still ends in an error, so nbgrader scores it as failed."""
-    return [f"{etype.__name__}: {evalue}"]
+    IPython's wrapper around a custom handler does not display what the handler returns, so the
+    handler sends the error output itself. The cell ends with that error output, which is what
+    nbgrader reads to score the cell as failed."""
+    stb = [f"{etype.__name__}: {evalue}"]
+    shell._showtraceback(etype, evalue, stb)
+    return stb
 
 
 def install_notebook_handler() -> None:

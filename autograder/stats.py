@@ -45,7 +45,8 @@ class Verdict:
     def to_dict(self) -> dict:
         d = asdict(self)
         for key in ("estimate", "reference", "low", "high"):
-            d[key] = float(d[key])
+            # Strict JSON has no Infinity or NaN: a one-sided bound is written as null.
+            d[key] = float(d[key]) if np.isfinite(d[key]) else None
         return d
 
 
@@ -66,16 +67,20 @@ def exact(actual, expected, *, atol: float, metric: str = "value") -> Verdict:
     if a.shape != e.shape:
         return Verdict(False, "exact", metric, np.nan, np.nan, -atol, atol,
                        f"{metric}: shape {a.shape}, expected {e.shape}")
-    err = np.abs(a - e)
-    err = np.where(np.isnan(err), np.inf, err)
-    worst = int(err.argmax()) if err.size else 0
-    max_err = float(err.max()) if err.size else 0.0
+    if a.size == 0:
+        return Verdict(True, "exact", metric, np.nan, np.nan, -atol, atol, f"{metric}: empty, nothing to compare")
+    with np.errstate(invalid="ignore"):
+        err = np.abs(a - e)
+    err = np.where(a == e, 0.0, err)  # equal infinities match
+    err = np.where(np.isnan(err), np.inf, err)  # NaN never matches
+    worst = int(err.argmax())
+    max_err = float(err.max())
     passed = max_err <= atol
-    where = f" at index {np.unravel_index(worst, e.shape)}" if e.ndim else ""
+    index = tuple(int(i) for i in np.unravel_index(worst, e.shape))
+    where = f" at index {index}" if e.ndim else ""
     detail = (f"{metric}: largest error {max_err:.3g}{where} (got {a.flat[worst]:.6g}, "
               f"expected {e.flat[worst]:.6g}); tolerance {atol:g}")
-    return Verdict(passed, "exact", metric, float(a.flat[worst]) if a.size else np.nan,
-                   float(e.flat[worst]) if e.size else np.nan, -atol, atol, detail,
+    return Verdict(passed, "exact", metric, float(a.flat[worst]), float(e.flat[worst]), -atol, atol, detail,
                    {"max_abs_error": max_err})
 
 

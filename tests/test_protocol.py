@@ -93,11 +93,6 @@ def test_cases_after_a_failed_expect_still_run_and_the_first_failure_is_reported
     assert "case C" not in msg and "detail C" not in msg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in Check._format_failure: the count line says '(P of N cases passed before this one)' with P "
-    "counting every passing case, also those after the reported one. expect(True,'a'); "
-    "expect(False,'b','bd'); expect(True,'c') reports 'b: bd' with '(2 of 3 cases passed before this "
-    "one)', but only 1 case passed before it. Count the passes before the first failure, or reword."))
 def test_count_of_cases_passed_before_the_failure_is_right():
     def body(check):
         check.expect(True, "a")
@@ -130,11 +125,6 @@ def test_require_that_passes_lets_the_check_go_on(capsys):
     assert "(2 cases)" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (contract): the Check docstring says it raises 'with the first failing case', but a failing "
-    "`require` after a failing `expect` reports the require's case: expect(False,'first','d1'); "
-    "require(False,'second','d2') -> message 'second: d2'. __exit__ uses str(exc) for any "
-    "CheckFailed instead of looking at self.cases first."))
 def test_require_after_a_failed_expect_still_reports_the_first_failure():
     def body(check):
         check.expect(False, "first", "d1")
@@ -166,11 +156,6 @@ def test_unexpected_exception_inside_the_check_becomes_check_failed():
     assert "tell your instructor" in msg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (message): Check.__exit__ turns every non-CheckFailed exception, KeyboardInterrupt included, "
-    "into CheckFailed('the check could not finish: KeyboardInterrupt: ... this is a grader problem'). "
-    "A learner interrupting a slow check (or nbclient interrupting a cell on timeout) is told the "
-    "grader is broken. Only Exception subclasses should be converted."))
 def test_keyboard_interrupt_is_not_blamed_on_the_grader():
     with pytest.raises(KeyboardInterrupt):
         with Check("ch00.demo", "a demo check"):
@@ -200,10 +185,6 @@ def test_signature_rejects_non_callables(value):
     assert "no parentheses" in msg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (message): Check.signature names the expected function after the type of the wrong value: "
-    "signature(None, 'Q', 'epsilon', 'rng') says 'expected a function NoneType(Q, epsilon, rng), got None' "
-    "(and 'int(Q, ...)' for 5). The check id or a neutral 'a function (Q, epsilon, rng)' would read better."))
 def test_signature_message_for_none_does_not_invent_a_function_name():
     _, msg = _fail_message(lambda c: c.signature(None, "Q", "epsilon", "rng"))
     assert "NoneType(" not in msg
@@ -289,11 +270,6 @@ def test_call_infinite_loop_times_out_within_the_budget():
     assert signal.getsignal(signal.SIGALRM) is handler_before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in protocol._time_budget: it sets ITIMER_REAL and then zeroes it, so an enclosing SIGALRM "
-    "timer (pytest-timeout's signal method, or any outer budget) is cancelled by every Check.call: "
-    "with an outer 30 s itimer running, after check.call(f, budget_s=1) getitimer(ITIMER_REAL) is "
-    "(0.0, 0.0). Save the remaining time of the previous timer and restore it."))
 def test_call_keeps_an_enclosing_alarm():
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("SIGALRM needs the main thread")
@@ -369,10 +345,6 @@ def test_array_rejects_bad_values(value, kwargs, expected):
     assert expected in msg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in Check.array: kind='bool' is documented but not validated: check.array(np.array([0.3, 2.0]), "
-    "'mask()', kind='bool') (and an array of strings) is returned unchanged instead of raising "
-    "LearnerCodeError."))
 def test_array_kind_bool_rejects_non_booleans():
     _fail_message(lambda c: c.array(np.array([0.3, 2.0]), "mask()", kind="bool"))
 
@@ -524,13 +496,6 @@ def test_notebook_kernel_runs_the_checks_without_stderr(executed_notebook):
 
 
 @pytest.mark.notebooks
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (critical) in protocol._show_check_failure: in IPython (9.18 here) the custom exception "
-    "handler's return value is only returned by the wrapper, never displayed, so a failing check "
-    "leaves NO error output in the notebook: the learner sees no message and nbgrader's "
-    "determine_grade (an 'error' output or a stderr stream means zero) gives FULL credit to a failed "
-    "grade cell. Fix: in the handler, stb = [f'{etype.__name__}: {evalue}']; "
-    "shell._showtraceback(etype, evalue, stb); return stb."))
 def test_notebook_kernel_failing_check_shows_its_message_alone(executed_notebook):
     nb, _ = executed_notebook
     failing = nb.cells[1]

@@ -1,0 +1,71 @@
+"""Command line: `python -m autograder check NOTEBOOK.ipynb [--json FILE] [--plots DIR]`.
+
+Executes the notebook headlessly in its own kernel, prints one line per check (and the message
+of each failure), writes a Gradescope-shaped results file when asked, and exits 0 only when every
+check passed (1 when a check failed, 2 when the notebook could not be run or had no checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from autograder.runner import DEFAULT_CELL_TIMEOUT, execute_notebook
+
+
+def _check(args) -> int:
+    path = Path(args.notebook)
+    if not path.is_file():
+        print(f"error: {path} does not exist. Give the path of a notebook (.ipynb), for example "
+              "solutions/01_bandits/01_bandits.ipynb.")
+        return 2
+
+    def progress(index, total, cell):
+        if args.verbose:
+            print(f"  running cell {index + 1}/{total}", flush=True)
+
+    print(f"Running {path} ...", flush=True)
+    result = execute_notebook(path, cell_timeout=args.timeout, plots_dir=args.plots,
+                              hidden_file=args.hidden, progress=progress)
+    for cell in result.cells:
+        mark = "✔" if cell.passed else "✘"
+        print(f"{mark} {cell.grade_id:<36} {cell.score:g}/{cell.max_score:g}   ({cell.seconds:.1f} s)")
+        if not cell.passed:
+            print("    " + (cell.output or "(no output)").replace("\n", "\n    "))
+    if result.error:
+        print(f"error: {result.error}")
+    if not result.cells and not result.error:
+        print("error: no checks found. A graded notebook has nbgrader grade cells, or cells that call "
+              "autograder.checks.")
+    print(f"Score: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s")
+    plots = sorted({p for c in result.cells for r in c.checks for p in r.get("plots", [])})
+    if plots:
+        print("Feedback plots: " + ", ".join(plots))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.gradescope(), indent=1) + "\n")
+        print(f"Results written to {args.json}")
+    if result.error or not result.cells:
+        return 2
+    return 0 if result.passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="execute a notebook and grade its checks")
+    check.add_argument("notebook", help="the notebook to run, e.g. exercises/01_bandits/01_bandits.ipynb")
+    check.add_argument("--json", metavar="FILE", help="write a Gradescope-style results.json here")
+    check.add_argument("--plots", metavar="DIR", help="save the feedback plots into this directory")
+    check.add_argument("--hidden", metavar="FILE", help="instructor file with hidden seeds (JSON)")
+    check.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT, metavar="S",
+                       help=f"seconds allowed per cell (default {DEFAULT_CELL_TIMEOUT})")
+    check.add_argument("-v", "--verbose", action="store_true", help="print each cell as it runs")
+    args = parser.parse_args(argv)
+    return _check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

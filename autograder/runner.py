@@ -1,0 +1,184 @@
+"""Execute a notebook headlessly and turn its check cells into grades.
+
+The notebook runs in its own Jupyter kernel (a separate process), one cell at a time, so every
+check record (the JSON lines written by `autograder.protocol.Check`) is attributed to the cell that
+produced it. A grade cell (nbgrader metadata `grade: true`) scores its points when it finishes
+without an error, as nbgrader scores it. Whatever goes wrong (an error, a timeout, a dead kernel),
+each grade cell still ends with a score and a reason: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV
+
+DEFAULT_CELL_TIMEOUT = 600  # seconds; RL checks run experiments, nbgrader's default of 30 s is too short
+
+
+@dataclass
+class CellResult:
+    """One graded cell: its nbgrader id, points, outcome and the text a learner should read."""
+
+    grade_id: str
+    index: int
+    max_score: float
+    passed: bool
+    output: str
+    seconds: float
+    checks: list[dict] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return self.max_score if self.passed else 0.0
+
+
+@dataclass
+class NotebookResult:
+    path: str
+    cells: list[CellResult]
+    seconds: float
+    error: str = ""  # a notebook-level problem (unreadable file, dead kernel), if any
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cells) and all(c.passed for c in self.cells) and not self.error
+
+    @property
+    def score(self) -> float:
+        return sum(c.score for c in self.cells)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_score for c in self.cells)
+
+    def gradescope(self) -> dict:
+        """The result in the shape of Gradescope's results.json."""
+        tests = [{
+            "name": c.grade_id,
+            "number": str(i + 1),
+            "score": c.score,
+            "max_score": c.max_score,
+            "status": "passed" if c.passed else "failed",
+            "output": c.output,
+            "extra_data": {"seconds": round(c.seconds, 3), "checks": c.checks},
+        } for i, c in enumerate(self.cells)]
+        return {
+            "score": self.score,
+            "max_score": self.max_score,
+            "execution_time": round(self.seconds, 3),
+            "output": self.error or f"{sum(c.passed for c in self.cells)} of {len(self.cells)} checks passed",
+            "tests": tests,
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _grade_info(cell) -> tuple[bool, str, float]:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get("grade")), str(meta.get("grade_id", "")), float(meta.get("points", 0) or 0)
+
+
+def _cell_text(cell) -> tuple[str, bool]:
+    """The text of a cell's outputs (stdout, stderr, error message) and whether it errored."""
+    parts, errored = [], False
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            parts.append(out.text if out.name == "stdout" else f"[stderr] {out.text}")
+        elif out.output_type == "error":
+            errored = True
+            parts.append(f"{out.ename}: {out.evalue}")
+    return "".join(p if p.endswith("\n") else p + "\n" for p in parts).strip(), errored
+
+
+def _read_new_records(path: Path, offset: int) -> tuple[list[dict], int]:
+    if not path.exists():
+        return [], offset
+    with open(path) as f:
+        f.seek(offset)
+        text = f.read()
+        offset = f.tell()
+    return [json.loads(line) for line in text.splitlines() if line.strip()], offset
+
+
+def execute_notebook(
+    path: str | Path,
+    *,
+    cell_timeout: int = DEFAULT_CELL_TIMEOUT,
+    plots_dir: str | Path | None = None,
+    hidden_file: str | Path | None = None,
+    workdir: str | Path | None = None,
+    progress=None,
+) -> NotebookResult:
+    """Run every cell of the notebook at `path` in a fresh kernel and grade its grade cells.
+
+    Notebooks without nbgrader grade cells are graded by their check records instead (each
+    `Check` in the notebook becomes one test worth 1 point). `progress(i, n, cell)` is called before
+    each cell when given.
+    """
+    path = Path(path)
+    start = time.perf_counter()
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as err:  # not JSON, not a notebook: still a result with a reason
+        return NotebookResult(str(path), [], 0.0, f"could not read {path.name} as a notebook: {err}")
+
+    with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
+        records_file = Path(tmp) / "records.jsonl"
+        env = dict(os.environ)
+        env[RESULTS_ENV] = str(records_file)
+        env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        env["PYTHONWARNINGS"] = "ignore"
+        if plots_dir:
+            Path(plots_dir).mkdir(parents=True, exist_ok=True)
+            env[PLOTS_ENV] = str(Path(plots_dir).resolve())
+        if hidden_file:
+            env[HIDDEN_ENV] = str(Path(hidden_file).resolve())
+        client = NotebookClient(
+            nb, timeout=cell_timeout, allow_errors=True, kernel_name="python3",
+            resources={"metadata": {"path": str(workdir or path.parent)}},
+        )
+        results, offset, error = [], 0, ""
+        graded_cells = [i for i, c in enumerate(nb.cells) if _grade_info(c)[0]]
+        with client.setup_kernel(env=env):
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                is_grade, grade_id, points = _grade_info(cell)
+                if progress:
+                    progress(index, len(nb.cells), cell)
+                cell_start = time.perf_counter()
+                try:
+                    client.execute_cell(cell, index)
+                    text, errored = _cell_text(cell)
+                except CellTimeoutError:
+                    text, errored = f"this cell did not finish within {cell_timeout} s and was stopped", True
+                except DeadKernelError:
+                    error = f"the kernel died while running cell {index}; later cells were not run"
+                    text, errored = error, True
+                records, offset = _read_new_records(records_file, offset)
+                if is_grade:
+                    results.append(CellResult(grade_id or f"cell {index}", index, points, not errored, text,
+                                              time.perf_counter() - cell_start, records))
+                elif not graded_cells:
+                    results += [CellResult(r["check"], index, 1.0, r["passed"], r["message"], r["seconds"], [r])
+                                for r in records]
+                if error:
+                    break
+        if error:  # grade cells after the kernel died still get a score, with the reason
+            done = {c.index for c in results}
+            for index in graded_cells:
+                if index not in done:
+                    _, grade_id, points = _grade_info(nb.cells[index])
+                    results.append(CellResult(grade_id, index, points, False, error, 0.0))
+    return NotebookResult(str(path), results, time.perf_counter() - start, error)
