@@ -364,7 +364,8 @@ class Check:
     def verdict(self, verdict: Verdict, name: str | None = None) -> bool:
         """Record a statistical verdict as a case."""
         self.verdicts.append(verdict)
-        return self.expect(verdict.passed, name or verdict.metric, verdict.detail)
+        name = name or verdict.metric
+        return self.expect(verdict.passed, name, verdict.detail.removeprefix(f"{name}: "))
 
     def note(self, text: str) -> None:
         """A line printed under the summary when the check passes (the numbers behind it)."""

@@ -32,6 +32,10 @@ def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
     values [R, k] -> actions [R]
     """
+    if np.isnan(values).any():
+        # NaN compares unequal to everything, so the row would silently pick arm 0.
+        row = int(np.isnan(values).any(axis=1).argmax())
+        raise ValueError(f"values contain NaN (first in row {row}); an estimate became NaN upstream.")
     is_max = values == values.max(axis=1, keepdims=True)  # [R, k]; +inf == +inf counts as tied
     # A random key on every maximal entry and -1 elsewhere: the argmax of the keys is a uniform
     # draw among the maxima.
@@ -256,6 +260,8 @@ class Testbed:
     """R independent k-armed bandit problems (section 2.3): q*(a) ~ N(mean, 1) per run,
     reward ~ N(q*(A), 1). `mean = 4` gives the shifted testbed of Fig 2.5."""
 
+    __test__ = False  # the name starts with "Test": tell pytest it is not a test class
+
     def __init__(self, n_runs: int, k: int = 10, *, mean: float = 0.0, rng: np.random.Generator):
         self.n_runs, self.k, self.rng = n_runs, k, rng
         self.q_star = rng.normal(mean, 1.0, size=(n_runs, k))  # [R, k]
@@ -277,10 +283,12 @@ def validate_actions(actions, n_runs: int, k: int) -> np.ndarray:
             "Keep the run axis first and choose with array operations over all runs at once."
         )
     if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f"act() returned {arr.dtype} values; expected integer arm indices in [0, {k}).")
+        whole = (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
+                 and np.all(arr == np.round(arr)) and np.all(np.abs(arr) < 2**62))
+        if not whole:
+            raise ValueError(f"act() returned {arr.dtype} values that are not whole numbers (e.g. "
+                             f"{arr.flat[0]!r}); expected integer arm indices in [0, {k}).")
+        arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= k):
         raise ValueError(f"act() returned arm {int(arr.min() if arr.min() < 0 else arr.max())}; arms are 0..{k - 1}.")
     return arr
@@ -307,6 +315,10 @@ class BanditRun:
     def per_run(self, metric: str, first: int, last: int) -> np.ndarray:
         """Per-run average of `metric` ("reward" or "optimal") over steps first..last (1-based,
         inclusive): one number per run, [R], the sample the autograder's statistics use."""
+        if metric not in ("reward", "optimal"):
+            raise ValueError(f"metric must be 'reward' or 'optimal', got {metric!r}")
+        if not 1 <= first <= last <= self.rewards.shape[0]:
+            raise ValueError(f"steps {first}..{last} are outside 1..{self.rewards.shape[0]}")
         data = self.rewards if metric == "reward" else self.optimal
         return data[first - 1 : last].mean(axis=0, dtype=np.float64)
 
@@ -331,6 +343,9 @@ def run_testbed(
     the same seed (common random numbers make comparisons between agents sharper).
     The rewards are recorded here, by the experiment, never taken from the agent.
     """
+    if isinstance(seed, np.random.SeedSequence):
+        # spawn() advances a SeedSequence's counter: copy it so the same object reproduces the run.
+        seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
     testbed_rng, agent_rng = np.random.default_rng(seed).spawn(2)
     testbed = Testbed(n_runs, k, mean=mean, rng=testbed_rng)
     agent = make_agent(n_runs, k, agent_rng)

@@ -1,0 +1,105 @@
+"""Every chapter's notebooks, end to end, with real Jupyter kernels and real nbgrader.
+
+- exercises/ is exactly what `nbgrader generate_assignment` makes from solutions/ (never hand-edited);
+- a solution notebook passes every check, with nothing on stderr and no bare value in a grade cell;
+- nbgrader's own Validator agrees: the solution passes, the blank exercise fails every test cell;
+- a blank exercise fails every check *cleanly*: each grade cell ends with the check's own message;
+- every lesson in course/ executes without an error.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from traitlets.config import Config
+
+from autograder import release
+from autograder.runner import execute_notebook
+from tests.helpers import ROOT, chapters, solution_path
+
+pytestmark = pytest.mark.notebooks
+CHAPTERS = chapters()
+
+
+def _nbgrader_config() -> Config:
+    c = Config()
+    c.Execute.timeout = 600
+    c.ExecutePreprocessor.timeout = 600
+    return c
+
+
+def test_there_are_chapters():
+    assert {"00_rl_loop", "01_bandits"} <= set(CHAPTERS)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_exercise_is_in_sync_with_solution(chapter, tmp_path):
+    """Regenerate the exercise in a scratch copy and compare bytes with the committed one."""
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    shutil.copytree(ROOT / "solutions" / chapter, tmp_path / "solutions" / chapter)
+    release.generate(chapter, root=tmp_path)
+    fresh, committed = tmp_path / "exercises" / chapter, ROOT / "exercises" / chapter
+    names = sorted(p.name for p in fresh.iterdir())
+    assert names == sorted(p.name for p in committed.iterdir()), "files differ: run `make exercises`"
+    match, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
+    assert not mismatch and not errors, f"exercises/{chapter} is out of sync with solutions/: run `make exercises` ({mismatch})"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_solution_passes_every_check(chapter):
+    result = execute_notebook(solution_path(chapter))
+    assert result.cells, "no grade cells found"
+    failed = [f"{c.grade_id}: {c.output}" for c in result.cells if not c.passed]
+    assert not failed, "\n".join(failed)
+    assert all(c.checks for c in result.cells), "every grade cell must run at least one check"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_grade_cells_write_no_stderr_and_end_in_no_value(chapter):
+    """nbgrader zeroes a grade cell with any stderr, and reads a bare number as partial credit."""
+    nb = nbformat.read(solution_path(chapter), as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(solution_path(chapter).parent)}}).execute()
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            kinds = [(o.output_type, o.get("name")) for o in cell.outputs]
+            gid = cell.metadata.nbgrader.grade_id
+            assert ("stream", "stderr") not in kinds, f"{gid} wrote to stderr"
+            assert all(kind != "execute_result" for kind, _ in kinds), f"{gid} ends in a bare value"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_nbgrader_validator_passes_the_solution(chapter):
+    from nbgrader.validator import Validator
+
+    results = Validator(config=_nbgrader_config()).validate(str(solution_path(chapter)))
+    assert not results.get("failed"), results.get("failed")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_blank_exercise_fails_every_check_cleanly(chapter):
+    exercise = ROOT / "exercises" / chapter / f"{chapter}.ipynb"
+    result = execute_notebook(exercise)
+    assert result.cells and not result.error
+    for cell in result.cells:
+        assert not cell.passed, f"{cell.grade_id} passes on a blank exercise"
+        # Clean: the check itself ran and explained the failure (not a NameError in setup).
+        assert cell.checks and "✘" in cell.output, f"{cell.grade_id} did not fail through its check:\n{cell.output}"
+
+    from nbgrader.validator import Validator
+
+    inverted = Validator(config=_nbgrader_config(), invert=True).validate(str(exercise))
+    assert not inverted.get("passed"), f"nbgrader sees passing test cells: {inverted.get('passed')}"
+
+
+@pytest.mark.parametrize("lesson", sorted(p.name for p in (ROOT / "course").glob("*.ipynb")))
+def test_lesson_executes(lesson):
+    path = ROOT / "course" / lesson
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
