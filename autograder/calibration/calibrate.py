@@ -24,6 +24,8 @@ Rates come with exact 95% Clopper-Pearson intervals: k of n passes, never a poin
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import platform
 import sys
@@ -91,9 +93,6 @@ def _fresh_rng(fn, seed: int):
 
 
 def _passes(check, fn) -> bool:
-    import contextlib
-    import io
-
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             check(fn)

@@ -170,10 +170,10 @@ def argmax_random_ties(fn) -> None:
         # 1. A unique maximum per row.
         values = rng.normal(size=(50, 10))
         got = _actions(check, fn, (values.copy(), rng), 50, 10, "argmax_random_ties(values [50, 10], rng)")
+        wrong = int(np.argmax(got != values.argmax(axis=1)))  # the first wrong row, if any
         check.require(np.array_equal(got, values.argmax(axis=1)), "unique maximum per row",
-                      f"first wrong row {int(np.argmax(got != values.argmax(axis=1)))}: "
-                      f"values {np.round(values[np.argmax(got != values.argmax(axis=1))], 3).tolist()}, "
-                      f"you chose {got[np.argmax(got != values.argmax(axis=1))]}")
+                      f"first wrong row {wrong}: values {np.round(values[wrong], 3).tolist()}, "
+                      f"you chose {got[wrong]}")
         # 2. Every arm tied: each arm about 10% of the time.
         tied = np.zeros((FREQ_ROWS, 10))
         got = _actions(check, fn, (tied, rng), FREQ_ROWS, 10, "argmax_random_ties(zeros [20000, 10], rng)")

@@ -269,7 +269,10 @@ class Testbed:
 
     def step(self, actions: np.ndarray) -> np.ndarray:
         """Pull one arm per run: actions [R] -> rewards [R]."""
-        actions = validate_actions(actions, self.n_runs, self.k)
+        return self._pull(validate_actions(actions, self.n_runs, self.k))
+
+    def _pull(self, actions: np.ndarray) -> np.ndarray:
+        """`step` for actions already validated (the experiment loop validates once per step)."""
         mean = self.q_star[np.arange(self.n_runs), actions]
         return mean + self.rng.standard_normal(self.n_runs)
 
@@ -358,7 +361,7 @@ def run_testbed(
         steps = tqdm(steps, desc="bandit steps", leave=False)
     for t in steps:
         actions = validate_actions(agent.act(), n_runs, k)
-        r = testbed.step(actions)
+        r = testbed._pull(actions)
         agent.update(actions, r)
         rewards[t] = r
         optimal[t] = actions == testbed.optimal_action

@@ -122,7 +122,9 @@ def grad_sign_others(H, actions, rewards, baseline, alpha):
     pi = ref.softmax(H)
     chosen = np.zeros((n, k))
     chosen[np.arange(n), actions] = 1.0
-    return H + alpha * (np.asarray(rewards) - baseline)[:, None] * (chosen + pi * (chosen - 1) * -1)
+    # The pulled arm moves by (1 - pi) as it should, but every other arm by +pi instead of -pi.
+    direction = np.where(chosen == 1.0, 1.0 - pi, pi)
+    return H + alpha * (np.asarray(rewards) - baseline)[:, None] * direction
 
 
 def grad_pi_uniform(H, actions, rewards, baseline, alpha):
