@@ -28,14 +28,17 @@ autoreset, where the reset happens on the following call; rlcore does not use th
 
 Seeding follows Gymnasium: `reset(seed=s)` resets env i with seed s + i; `reset()` without a seed
 continues each env's own random stream. The episode statistics are counted by the vector env itself,
-from the rewards it returns, so they are the same whatever wrappers the environments carry.
+from the rewards it returns, so they are the same whatever wrappers the environments carry. The
+single envs' own info dicts are not passed on: info holds exactly the three keys above.
 
 Backends:
     SerialVectorEnv       N Gymnasium envs stepped in a loop in this process. Lowest overhead per
                           step; the right choice for cheap environments such as CartPole.
     SubprocessVectorEnv   the N envs split into contiguous slices over worker processes. Pays a
-                          pipe round trip per step (~0.1 ms), so it only wins when one env step
-                          costs more than that (physics engines, emulators) and cores are free.
+                          pipe round trip per step (0.1 to 0.4 ms, more on a busy machine), so it
+                          only wins when stepping a worker's slice costs more than that (physics
+                          engines, emulators) and there are free cores
+                          (benchmarks/vector_envs.py measures both on CartPole).
 """
 
 from __future__ import annotations
@@ -151,8 +154,8 @@ class _EnvGroup:
     def __init__(self, envs: list[gym.Env], offset: int, out: _StepArrays):
         self.envs, self.offset, self.out = envs, offset, out
         n = len(envs)
-        self._return = np.zeros(n, dtype=np.float64)  # running undiscounted return of each episode
-        self._length = np.zeros(n, dtype=np.int64)
+        self._return = [0.0] * n  # running undiscounted return of each env's episode
+        self._length = [0] * n
         self.failed_index: int | None = None  # global index of the env that raised, if one did
         self._discrete = isinstance(envs[0].action_space, spaces.Discrete)
 
@@ -172,43 +175,48 @@ class _EnvGroup:
         out.terminated[...] = out.truncated[...] = False
         out.episode_return[...] = np.nan
         out.episode_length[...] = 0
-        self._return[...] = 0.0
-        self._length[...] = 0
+        self._return = [0.0] * len(self.envs)
+        self._length = [0] * len(self.envs)
 
     def step(self, actions: np.ndarray) -> None:
         """Step env j with actions[j] (already validated) and fill `out`, resetting ended envs."""
-        out = self.out
-        discrete = self._discrete
+        if self._discrete:
+            # Python ints: some envs compare or index with the action and misbehave on a numpy
+            # scalar; tolist() converts the whole row in one call.
+            actions = actions.tolist()
+        observations, rewards, terminated, truncated, ended = [], [], [], [], []
+        # Plain lists inside the loop and one array write per field after it: a numpy item
+        # assignment costs more than a list append, and this loop runs N times per step.
         for j, env in enumerate(self.envs):
-            # A Python int for Discrete: some envs compare or index with the action and misbehave
-            # on a 0-d array.
-            action = int(actions[j]) if discrete else actions[j]
             try:
-                obs, reward, terminated, truncated, _ = env.step(action)
-                self._return[j] += float(reward)
+                obs, reward, term, trunc, _ = env.step(actions[j])
+                self._return[j] += float(reward)  # float(): keep the sum in float64
                 self._length[j] += 1
-                ended = bool(terminated) or bool(truncated)
-                if ended:
-                    out.final_obs[j] = obs
-                    out.episode_return[j] = self._return[j]
-                    out.episode_length[j] = self._length[j]
-                    self._return[j] = 0.0
-                    self._length[j] = 0
+                if term or trunc:
+                    ended.append((j, obs, self._return[j], self._length[j]))
+                    self._return[j], self._length[j] = 0.0, 0
                     # No seed: the next episode continues the env's own random stream, so the
                     # whole run is determined by the seed of the first reset.
                     obs, _ = env.reset()
-                else:
-                    out.episode_return[j] = np.nan
-                    out.episode_length[j] = 0
             except Exception as exc:
                 self._note_failure(exc, self.offset + j, "step")
                 raise
-            out.obs[j] = obs
-            if not ended:
-                out.final_obs[j] = obs
-            out.rewards[j] = reward
-            out.terminated[j] = terminated
-            out.truncated[j] = truncated
+            observations.append(obs)
+            rewards.append(reward)
+            terminated.append(term)
+            truncated.append(trunc)
+        out = self.out
+        out.obs[...] = observations
+        out.final_obs[...] = out.obs
+        out.rewards[...] = rewards
+        out.terminated[...] = terminated
+        out.truncated[...] = truncated
+        out.episode_return[...] = np.nan
+        out.episode_length[...] = 0
+        for j, final_obs, episode_return, episode_length in ended:
+            out.final_obs[j] = final_obs
+            out.episode_return[j] = episode_return
+            out.episode_length[j] = episode_length
 
     def close(self) -> None:
         for env in self.envs:
@@ -612,14 +620,24 @@ class SubprocessVectorEnv(_GymnasiumVectorEnv):
     def _call(self, command: str, per_worker: list) -> None:
         """Send one command to every worker, then wait for every reply (fills self._out)."""
         try:
-            for conn, data in zip(self._conns, per_worker):
-                conn.send((command, data))
+            for w, (conn, data) in enumerate(zip(self._conns, per_worker)):
+                try:
+                    conn.send((command, data))
+                except OSError:  # BrokenPipeError: the worker is gone
+                    raise RuntimeError(self._died(w, command)) from None
             self._gather(command)
         except BaseException:
             # An env error, a dead worker or Ctrl-C: the workers are in an unknown state (and
             # replies may still be in flight), so none of them can be trusted again.
             self.close()
             raise
+
+    def _died(self, w: int, command: str) -> str:
+        process, rows = self._processes[w], self._slices[w]
+        process.join(timeout=1.0)
+        return (f"worker {w} (envs {rows.start}..{rows.stop - 1}, pid {process.pid}) exited unexpectedly "
+                f"with exit code {process.exitcode} during {command}; it may have been killed (out of "
+                "memory?) or crashed in native code. The vector env has been closed.")
 
     def _gather(self, command: str) -> None:
         """Wait for one reply per worker; raise a RuntimeError for the first failure."""
@@ -629,11 +647,7 @@ class SubprocessVectorEnv(_GymnasiumVectorEnv):
             try:
                 reply = conn.recv()
             except (EOFError, OSError):
-                process = self._processes[w]
-                process.join(timeout=1.0)
-                failures.append(f"worker {w} (envs {rows.start}..{rows.stop - 1}, pid {process.pid}) exited "
-                                f"unexpectedly with exit code {process.exitcode} during {command}; it may have "
-                                "been killed (out of memory?) or crashed in native code.")
+                failures.append(self._died(w, command))
                 continue
             if reply[0] == "error":
                 _, index, text = reply
