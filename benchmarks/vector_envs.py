@@ -16,6 +16,7 @@ worst case for processes: they pay off only when an env step costs more than the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -57,12 +58,8 @@ def candidates(env_id: str, n: int) -> dict:
             e, n, num_workers=2, shared_memory=False, env_kwargs=kw)
     result["gymnasium SyncVectorEnv"] = gymnasium_sync
     result["gymnasium AsyncVectorEnv"] = gymnasium_async
-    if env_id == "CartPole-v1":
-        try:
-            from rlcore.envs import fast  # noqa: F401
-            result["rlcore fast (NumPy)"] = fast_cartpole
-        except ModuleNotFoundError:
-            pass
+    if env_id == "CartPole-v1" and importlib.util.find_spec("rlcore.envs.fast") is not None:
+        result["rlcore fast (NumPy)"] = fast_cartpole
     return result
 
 

@@ -84,7 +84,7 @@ def _fast_class(env_id: str, *, required: bool) -> type | None:
         if exc.name != "rlcore.envs.fast":
             raise  # fast exists but needs something missing: that is a real error, not "unavailable"
         if required:
-            raise ValueError(f"backend='fast' needs rlcore.envs.fast, which is not installed; "
+            raise ValueError("backend='fast' needs rlcore.envs.fast, which is not installed; "
                              "use backend='serial' or 'auto'.") from exc
         return None
     fast_class = getattr(fast, name, None)
