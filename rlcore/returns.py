@@ -11,11 +11,21 @@ Shapes in this module:
     rewards  [T]   float, the rewards of one episode in time order
     G        [T]   float, G_t for every t (returns_to_go)
 
-Both functions treat the end of the reward list as the end of the episode: nothing comes after
-r_{T-1}. That is right when the episode *terminated* (the pole fell, the goal was reached). When
-it was *truncated* by a time limit the world would have gone on, and later chapters add a bootstrap
-value V(s_T) in place of G_T = 0 (TD(lambda), GAE over [T, N] arrays with explicit terminated and
-truncated flags). See rlcore/evaluate.py for the two ways an episode ends.
+`discounted_return` and `returns_to_go` treat the end of the reward list as the end of the episode:
+nothing comes after r_{T-1}. That is right when the episode *terminated* (the pole fell, the goal was
+reached). When it was *truncated* by a time limit the world would have gone on, and the target must
+bootstrap from a value V(s_T) instead of G_T = 0. See rlcore/evaluate.py for the two ways an episode ends.
+
+Rollouts of N vector environments (deep RL, chapters 08 onwards) use time-major arrays [T, N]:
+
+    rewards[t, i]      reward of the step env i took at time t
+    values[t, i]       V(s_t) of the observation the step was taken from
+    next_values[t, i]  V(s_{t+1}) of the observation the step led to: with SAME-STEP autoreset
+                       (rlcore.envs.vector) that is V(info["final_obs"]) when the episode ended at t
+    terminated[t, i]   the step reached a terminal state: bootstrap from 0, not next_values
+    truncated[t, i]    the step hit a time limit: bootstrap from next_values, but stop the sum there
+
+`gae` and `lambda_returns` take these arrays, as NumPy arrays or torch tensors (same results).
 """
 
 from __future__ import annotations
@@ -81,3 +91,64 @@ def returns_to_go(rewards, gamma: float) -> np.ndarray:
         future = r[t] + gamma * future
         G[t] = future
     return G
+
+
+def _float_mask(flags, like):
+    """A bool [T, N] array or tensor as 0.0 / 1.0 in the dtype of `like` (NumPy or torch)."""
+    if isinstance(flags, np.ndarray) or np.isscalar(flags):
+        return np.asarray(flags, dtype=like.dtype)
+    return flags.to(like.dtype)  # torch.Tensor
+
+
+def _check_rollout(name_arrays: dict) -> tuple[int, ...]:
+    """All rollout arrays must share one [T, N] shape; return it or raise ValueError naming the culprit."""
+    shapes = {name: tuple(a.shape) for name, a in name_arrays.items()}
+    first = shapes["rewards"]
+    if len(first) != 2:
+        raise ValueError(f"rollout arrays are time-major [T, N]; rewards has shape {first}. "
+                         "For a single environment use rewards[:, None].")
+    wrong = {name: shape for name, shape in shapes.items() if shape != first}
+    if wrong:
+        raise ValueError(f"every rollout array must have the shape of rewards {first}; got {wrong}.")
+    return first
+
+
+def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
+    """Generalized advantage estimation (Schulman et al. 2016) over a [T, N] rollout.
+
+        delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1},    done_t = terminated_t or truncated_t
+
+    A terminated step bootstraps from 0; a truncated one bootstraps from V(s_{t+1}) (the final
+    observation, not the reset one) and, like termination, stops the sum: A_{t+1} belongs to the next
+    episode. The last step of the rollout (t = T-1) bootstraps from next_values[T-1] with A_T = 0.
+
+    Args: rewards, values, next_values [T, N] float; terminated, truncated [T, N] bool;
+        gamma in [0, 1]; lam in [0, 1] (lam = 0: one-step TD errors, lam = 1: Monte Carlo returns
+        minus the baseline).
+    Returns: advantages [T, N], the same type and dtype as rewards.
+    """
+    gamma = _check_gamma(gamma)
+    if not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"lam (the GAE lambda) must be in [0, 1], got {lam!r}; typical values are 0.9 to 0.97.")
+    T, _ = _check_rollout({"rewards": rewards, "values": values, "next_values": next_values,
+                           "terminated": terminated, "truncated": truncated})
+    alive = 1.0 - _float_mask(terminated, rewards)  # [T, N]: 0 where the next state is terminal
+    carry = 1.0 - _float_mask(terminated | truncated, rewards)  # [T, N]: 0 where the episode ended
+    deltas = rewards + gamma * alive * next_values - values  # [T, N]
+    advantages = deltas * 0  # [T, N] zeros of the right type and dtype
+    running = deltas[0] * 0  # [N]: A_{t+1}, 0 past the end of the rollout
+    for t in range(T - 1, -1, -1):
+        running = deltas[t] + gamma * lam * carry[t] * running
+        advantages[t] = running
+    return advantages
+
+
+def lambda_returns(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
+    """TD(lambda) returns over a [T, N] rollout: G^lambda_t = A_t + V(s_t), the value-function target.
+
+    Same arguments as `gae`; lam = 1 gives discounted returns that bootstrap only at truncation and at
+    the end of the rollout, lam = 0 gives one-step TD targets r_t + gamma * (1 - terminated_t) * V(s_{t+1}).
+    Returns [T, N].
+    """
+    return gae(rewards, values, next_values, terminated, truncated, gamma, lam) + values

@@ -1,0 +1,194 @@
+"""Advantage actor-critic (A2C, the synchronous form of Mnih et al. 2016's A3C), with GAE and an entropy bonus.
+
+    from rlcore.a2c import A2CConfig, train
+    result = train(A2CConfig(env_id="CartPole-v1", total_timesteps=200_000))
+
+    python -m rlcore a2c --env-id CartPole-v1 --seed 1 --total-timesteps 200000 --run-dir runs/a2c
+
+Sections: config -> seeding -> envs -> networks -> storage -> losses -> loop (collect, targets, update, log).
+
+Every update: N environments take T = num_steps steps (n-step bootstrapping: the critic fills in the
+value after the rollout), advantages come from GAE (gae_lambda = 1 gives the classic n-step advantage
+R_t^(n) - V(s_t)), and ONE gradient step is taken on
+
+    loss = -mean(log pi(a_t|s_t) * A_t) + vf_coef * mean((G_t - V(s_t))^2) / 2 - ent_coef * mean(entropy)
+
+with RMSprop as in the paper (and SB3). Unlike PPO there are no epochs and no ratio: each sample is used
+once, by the policy that collected it, so the gradient is an unbiased on-policy estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlcore.buffers import Rollout
+from rlcore.checkpoint import load_checkpoint, save_checkpoint
+from rlcore.envs import make_vector
+from rlcore.metrics import Recorder, Result
+from rlcore.nets import ActorCritic
+from rlcore.returns import gae
+from rlcore.seeding import env_seed, seed_everything
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class A2CConfig:
+    """Hyperparameters of an A2C run. Defaults follow SB3's A2C (16 envs here, for the fast backend)."""
+
+    env_id: str = "CartPole-v1"
+    """Gymnasium id of the environment."""
+    seed: int = 1
+    """Seeds the networks, action sampling and environments."""
+    total_timesteps: int = 500_000
+    """Environment steps over all environments."""
+    num_envs: int = 16
+    """Environments stepped together (N)."""
+    num_steps: int = 5
+    """Steps per environment per update: the n of n-step returns (T)."""
+    learning_rate: float = 7e-4
+    """RMSprop step size."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda; 1 = n-step returns minus V."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this."""
+    norm_adv: bool = False
+    """Normalize advantages over the batch (off in the original A2C)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the actor and of the critic."""
+    backend: str = "auto"
+    """Vector-env backend: auto, fast, serial or subprocess."""
+    device: str = "cpu"
+    """torch device."""
+    torch_threads: int = 1
+    """Intra-op threads on CPU."""
+    run_dir: str | None = None
+    """Where metrics.csv, config.json and checkpoint.pt go (None: nothing written)."""
+    checkpoint_every: int = 1000
+    """Save a checkpoint every this many updates when run_dir is set."""
+    progress: bool = True
+    """Show a progress bar."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files."""
+
+    def __post_init__(self):
+        for name in ("total_timesteps", "num_envs", "num_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"A2CConfig.{name} must be a positive integer, got {value!r}.")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"gamma and gae_lambda must be in [0, 1], got {self.gamma} and {self.gae_lambda}.")
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per update: num_envs * num_steps."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return max(self.total_timesteps // self.batch_size, 1)
+
+
+def train(config: A2CConfig) -> Result:
+    """Train A2C; returns the actor-critic and its training curve. Resumes from run_dir/checkpoint.pt if present."""
+    # ------------------------------------------------------------------------------------ seeding
+    seed_everything(config.seed)
+    if config.device == "cpu":
+        torch.set_num_threads(config.torch_threads)
+    device = torch.device(config.device)
+
+    # --------------------------------------------------------------------------------------- envs
+    T, N = config.num_steps, config.num_envs
+    envs = make_vector(config.env_id, N, backend=config.backend)
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    continuous = act_space.__class__.__name__ == "Box"
+
+    # ----------------------------------------------------------------------------------- networks
+    agent = ActorCritic(obs_space, act_space, config.hidden).to(device)
+    optimizer = torch.optim.RMSprop(agent.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5)
+
+    # ------------------------------------------------------------------------------------ storage
+    rollout = Rollout(T, N, obs_space.shape, act_space.shape, continuous=continuous, device=device)
+
+    # ------------------------------------------------------------------------------ resume or start
+    state = load_checkpoint(Path(config.run_dir) / "checkpoint.pt") if config.run_dir else None
+    start_update, global_step = 1, 0
+    if state is not None:
+        agent.load_state_dict(state["agent"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_update, global_step = state["update"] + 1, state["global_step"]
+    run_dir = Path(config.run_dir) if config.run_dir else None
+    rec = Recorder(config, total_steps=config.num_updates * config.batch_size, desc=f"a2c {config.env_id}",
+                   run_dir=run_dir, progress=config.progress, tensorboard=config.tensorboard, resume_state=state)
+    raw_obs, _ = envs.reset(seed=env_seed(config.seed + global_step, 0, N))
+    next_obs = torch.as_tensor(raw_obs, device=device)
+
+    # ---------------------------------------------------------------------------------------- loop
+    try:
+        for update in range(start_update, config.num_updates + 1):
+            # ---- collect
+            for t in range(T):
+                obs = next_obs
+                actions, logprob, value = agent.act(obs)
+                env_actions = actions.cpu().numpy()
+                if continuous:
+                    env_actions = np.clip(env_actions, act_space.low, act_space.high)
+                raw_obs, rewards, terminated, truncated, info = envs.step(env_actions)
+                global_step += N
+                rec.episodes_ended(global_step, info, terminated | truncated)
+                rollout.add(t, obs, actions, logprob, value, rewards, terminated, truncated, info["final_obs"])
+                next_obs = torch.as_tensor(raw_obs, device=device)
+
+            # ---- targets
+            next_values = rollout.bootstrap(agent.value, next_obs)
+            advantages = gae(rollout.rewards, rollout.values, next_values, rollout.terminated, rollout.truncated,
+                             config.gamma, config.gae_lambda)  # [T, N]
+            returns = (advantages + rollout.values).reshape(-1)  # [T * N]
+            b_advantages = advantages.reshape(-1)
+            if config.norm_adv:
+                b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+
+            # ---- losses and update: one gradient step, re-evaluating the rollout with gradients on
+            b_obs = rollout.obs.reshape(T * N, *obs_space.shape)
+            logprob, entropy = agent.log_prob_entropy(b_obs, rollout.actions.reshape(T * N, *act_space.shape))
+            values = agent.value(b_obs)
+            policy_loss = -(logprob * b_advantages).mean()
+            value_loss = 0.5 * ((returns - values) ** 2).mean()
+            entropy_loss = entropy.mean()
+            loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+            optimizer.step()
+
+            # ---- log (every 20 updates: an update here is only T * N steps)
+            if update % 20 == 0 or update == config.num_updates:
+                var_y = returns.var()
+                explained_var = float("nan") if var_y == 0 else (1 - (returns - rollout.values.reshape(-1)).var()
+                                                                  / var_y).item()
+                rec.log(global_step, {"losses/policy_loss": policy_loss.item(), "losses/value_loss": value_loss.item(),
+                                      "losses/entropy": entropy_loss.item(), "losses/explained_variance": explained_var,
+                                      "charts/sps": rec.sps(global_step)})
+                rec.advance(global_step)
+            if run_dir is not None and (update % config.checkpoint_every == 0 or update == config.num_updates):
+                rec.flush()
+                save_checkpoint(run_dir / "checkpoint.pt", {
+                    "agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "update": update,
+                    "global_step": global_step, "episodes": rec.episodes, "torch_rng": torch.get_rng_state(),
+                    "config": dataclasses.asdict(config)})
+    finally:
+        rec.close()
+        envs.close()
+    return rec.result(config, agent, global_step)

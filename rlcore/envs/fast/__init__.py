@@ -1,0 +1,14 @@
+"""Batched environments for throughput: one object steps N copies of an environment with array
+operations, instead of N Python objects stepped in a loop.
+
+Each one follows the vector-env protocol of `rlcore.envs.vector` (SAME-STEP autoreset, `final_obs`,
+episode statistics) and reproduces its Gymnasium counterpart exactly: the tests step both in lockstep.
+
+    from rlcore.envs.fast import CartPole
+    envs = CartPole(num_envs=64)
+    obs, info = envs.reset(seed=0)          # obs [64, 4] float32
+"""
+
+from rlcore.envs.fast.cartpole import CartPole
+
+__all__ = ["CartPole"]
