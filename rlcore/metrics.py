@@ -236,6 +236,10 @@ class Recorder:
             recent = np.mean([e[1] for e in self.episodes[-100:]])
             self.bar.set_postfix(ret=f"{recent:.1f}", sps=f"{self.sps(global_step):,.0f}", refresh=False)
 
+    def reached(self, threshold: float, window: int = 100) -> bool:
+        """Whether the mean return of the last `window` episodes is at least `threshold`."""
+        return len(self.episodes) >= window and np.mean([e[1] for e in self.episodes[-window:]]) >= threshold
+
     def flush(self) -> None:
         if self.logger is not None:
             self.logger.flush()

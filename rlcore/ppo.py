@@ -100,6 +100,9 @@ class PPOConfig:
     """torch device of the networks, e.g. cpu or cuda."""
     torch_threads: int = 1
     """Intra-op threads on CPU. 1 is fastest for small networks (more threads stall on shared cores)."""
+    stop_at_return: float | None = None
+    """Stop once the mean return of the last 100 training episodes reaches this (None: run to the end).
+    The learning-rate schedule still spans total_timesteps, so stopping never changes the updates before it."""
     run_dir: str | None = None
     """Where metrics.csv, config.json and checkpoint.pt go (None: nothing written)."""
     checkpoint_every: int = 50
@@ -307,8 +310,9 @@ def train(config: PPOConfig) -> Result:
                 "losses/explained_variance": explained_var, "time/collect": t_collect, "time/update": t_update,
             })
             rec.advance(global_step)
+            reached = config.stop_at_return is not None and rec.reached(config.stop_at_return)
             if run_dir is not None and distributed.is_main() and (
-                    iteration % config.checkpoint_every == 0 or iteration == config.num_iterations):
+                    iteration % config.checkpoint_every == 0 or iteration == config.num_iterations or reached):
                 rec.flush()
                 save_checkpoint(run_dir / "checkpoint.pt", {
                     "agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
@@ -316,6 +320,10 @@ def train(config: PPOConfig) -> Result:
                     "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(config),
                     "obs_norm": obs_norm.stats.state_dict() if obs_norm else None,
                     "reward_norm": reward_scaler.stats.state_dict() if reward_scaler else None})
+            # Rank 0 sees only its own episodes, so it decides for everyone (1.0 = stop).
+            if config.stop_at_return is not None and distributed.all_reduce_mean(
+                    float(reached) if distributed.is_main() else 0.0, device) > 0:
+                break
     finally:
         rec.close()
         envs.close()

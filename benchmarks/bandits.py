@@ -4,7 +4,7 @@ No library is the standard choice for the 10-armed testbed; the usual alternativ
 per-step Python loop of most reproductions of Sutton & Barto's figures. Both run epsilon-greedy
 (epsilon = 0.1, sample averages) in the same process; we report run-steps per second and the ratio.
 
-    python benchmarks/run.py [--runs 2000] [--steps 1000] [--loop-runs 100]
+    python benchmarks/bandits.py [--runs 2000] [--steps 1000] [--loop-runs 100]
 """
 
 from __future__ import annotations
