@@ -104,8 +104,8 @@ def test_gridworld_4x4_first_sweeps_are_figure_4_1():
 def test_sweeps_to_converge_on_the_4x4_grid():
     g4 = mdps.gridworld_4x4()
     pi = dp.uniform_policy(g4)
-    assert dp._policy_evaluation(g4, pi, 1e-4, False, None)[1] == 173
-    assert dp._policy_evaluation(g4, pi, 1e-4, True, None)[1] == 114
+    assert dp.iterative_policy_evaluation(g4, pi, 1e-4, False, None)[1] == 173
+    assert dp.iterative_policy_evaluation(g4, pi, 1e-4, True, None)[1] == 114
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_policy_iteration_and_value_iteration_agree(seed):
 
 def test_policy_iteration_improves_monotonically_and_ends_stable():
     mdp = random_case(11, n_states=15, n_actions=4)
-    values = [v for _, v in dp.policy_iteration_steps(mdp, 1e-12)]
+    values = [v for _, v, _ in dp.policy_iteration_steps(mdp, 1e-12)]
     for before, after in zip(values, values[1:]):
         assert np.all(after >= before - 1e-9)
     pi, v = dp.policy_iteration(mdp, 1e-12)
@@ -203,7 +203,7 @@ def test_jacks_car_rental_figure_4_2():
     np.testing.assert_allclose(mdp.P.sum(axis=2), 1.0, atol=1e-12)
     still = dp.deterministic_policy(mdp, np.full(441, 5))
     steps = list(dp.policy_iteration_steps(mdp, 1e-8, still))
-    actions = [pi.argmax(axis=1) for pi, _ in steps]
+    actions = [pi.argmax(axis=1) for pi, _, _ in steps]
     assert len(steps) == 5  # pi_0 .. pi_4: four improvements
     assert [int((a != b).sum()) for a, b in zip(actions, actions[1:])] == [318, 272, 79, 8]
     v = steps[-1][1]

@@ -334,7 +334,7 @@ def policy_evaluation(fn) -> None:
         for in_place in (False, True):
             label = f"4x4 gridworld, random policy, theta = 1e-3, {'in place' if in_place else 'synchronous'}"
             v = run(grid, uniform, 1e-3, in_place, None, "4x4 gridworld, random policy")
-            want, sweeps = ref._policy_evaluation(grid, uniform, 1e-3, in_place, None)
+            want, sweeps = ref.iterative_policy_evaluation(grid, uniform, 1e-3, in_place, None)
             s, worst = _worst(v, want)
             check.expect(worst < 1e-9, label,
                          f"v[{s[0]}] = {v[s]:.8g}, expected {want[s]:.8g}: the book's loop stops after sweep {sweeps}, "

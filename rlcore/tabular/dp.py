@@ -109,10 +109,16 @@ def policy_evaluation(mdp: FiniteMDP, pi, theta: float = DEFAULT_THETA, in_place
 
     pi [S, A] -> v [S]. max_sweeps=k returns v_k, the k-th iterate (Figure 4.1, left column).
     """
-    return _policy_evaluation(mdp, pi, theta, in_place, max_sweeps)[0]
+    return iterative_policy_evaluation(mdp, pi, theta, in_place, max_sweeps)[0]
 
 
-def _policy_evaluation(mdp, pi, theta, in_place, max_sweeps, v0=None) -> tuple[np.ndarray, int]:
+def iterative_policy_evaluation(mdp: FiniteMDP, pi, theta: float = DEFAULT_THETA, in_place: bool = False,
+                                max_sweeps: int | None = None, v0=None) -> tuple[np.ndarray, int]:
+    """`policy_evaluation` that also reports its cost, and may start from v0 [S] instead of 0
+    (policy iteration starts each evaluation from the previous values).
+
+    -> (v [S], the number of sweeps done)
+    """
     if theta < 0:
         raise ValueError(f"theta must be >= 0, got {theta}.")
     if max_sweeps is None and theta == 0:
@@ -193,9 +199,10 @@ def greedy_policy(mdp: FiniteMDP, v, tol: float = TIE_TOL) -> np.ndarray:
 
 
 def policy_iteration_steps(mdp: FiniteMDP, theta: float = DEFAULT_THETA, pi0=None,
-                           max_iterations: int = 1000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Policy iteration (section 4.3), one evaluated policy at a time: yields (pi_k, v_pi_k) for
-    k = 0, 1, 2, ... and stops after the first policy that improvement leaves unchanged.
+                           max_iterations: int = 1000) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Policy iteration (section 4.3), one evaluated policy at a time: yields (pi_k, v_pi_k, sweeps_k)
+    for k = 0, 1, 2, ... (sweeps_k: the evaluation sweeps spent on pi_k) and stops after the first
+    policy that improvement leaves unchanged.
 
     pi0 [S, A] (default: the uniform random policy, which ends every episode of the book's
     episodic examples). Each evaluation starts from the previous value function, which is closer
@@ -207,8 +214,8 @@ def policy_iteration_steps(mdp: FiniteMDP, theta: float = DEFAULT_THETA, pi0=Non
     one_hot = pi0 is not None and np.all((pi == 0) | (pi == 1))
     previous = pi.argmax(axis=1) if one_hot else None  # a stochastic pi0 is never "stable"
     for _ in range(max_iterations):
-        v, _ = _policy_evaluation(mdp, pi, theta, False, None, v0=v)
-        yield pi, v
+        v, sweeps = iterative_policy_evaluation(mdp, pi, theta, v0=v)
+        yield pi, v, sweeps
         actions = greedy_actions(mdp, v, previous=previous)
         if previous is not None and np.array_equal(actions, previous):
             return
@@ -219,7 +226,7 @@ def policy_iteration_steps(mdp: FiniteMDP, theta: float = DEFAULT_THETA, pi0=Non
 
 def policy_iteration(mdp: FiniteMDP, theta: float = DEFAULT_THETA, pi0=None) -> tuple[np.ndarray, np.ndarray]:
     """Policy iteration until the policy is stable. -> (pi [S, A] one-hot, v [S] = v_pi)."""
-    for pi, v in policy_iteration_steps(mdp, theta, pi0):
+    for pi, v, _ in policy_iteration_steps(mdp, theta, pi0):
         pass
     return pi, v
 
