@@ -80,7 +80,7 @@ CLIFF_WINDOW = (101, 500)  # episodes (1-based, inclusive) averaged per run
 CLIFF_METRIC = "mean sum of rewards, episodes 101-500"
 CLIFF_GAP = "Sarsa minus Q-learning, episodes 101-500"
 CLIFF_BLOCK = 10  # the feedback plot smooths episodes in blocks of 10, as the book smooths its curve
-CLIFF_MAX_STEPS = 200_000  # vector steps; a correct loop needs about 20,000 for 50 runs
+CLIFF_MAX_STEPS = 50_000  # vector steps; Sarsa's slowest of 2000 reference runs needed 20,200
 CLIFF_VISIBLE_SEED = 6604
 METHOD_LABELS = {"sarsa": "Sarsa", "q_learning": "Q-learning", "expected_sarsa": "Expected Sarsa",
                  "double_q": "Double Q-learning"}
@@ -328,6 +328,10 @@ def rms_curve(fn) -> None:
                       f"walk.episode was called {len(walk.handed_out)} times for 12 updates, or the states given "
                       "to update were not the episode just played")
         check.require(all(c[2] == 0.1 for c in calls), "alpha is passed on", "update must get the step size alpha")
+        per_run = [[tuple(e[0]) for e in walk.handed_out[4 * r : 4 * r + 4]] for r in range(3)]
+        check.require(per_run[0] != per_run[1] and per_run[1] != per_run[2], "every run plays its own episodes",
+                      "runs 0, 1 and 2 played the very same episodes: use the generator `rng` you are given for "
+                      "every episode (a new generator with a fixed seed inside the loop repeats the same walk).")
 
         # 2. An update that jumps to the true values: every error after the first episode is 0.
         def oracle_update(V, states, rewards, alpha):
@@ -336,8 +340,10 @@ def rms_curve(fn) -> None:
         label = "rms_curve(an update that returns the true values, walk, 0.1, n_runs=2, n_episodes=3, rng)"
         out = check.call(fn, oracle_update, RandomWalk(5), 0.1, 2, 3, np.random.default_rng(2), what=label)
         errors = _array(check, out, label, (2, 4))
-        check.require(np.allclose(errors[:, 1:], 0.0, atol=1e-9) and np.allclose(errors[:, 0], initial_error),
-                      "the error is recorded after each update",
+        check.require(np.allclose(errors[:, 0], initial_error), "a fresh V for every run",
+                      f"got {_fmt(errors)}: the second run did not start from V = 0.5 (its column 0 should be "
+                      f"{initial_error:.4f}). Create V inside the loop over runs.")
+        check.require(np.allclose(errors[:, 1:], 0.0, atol=1e-9), "the error is recorded after each update",
                       f"got {_fmt(errors)}; expected {initial_error:.4f} in column 0 and 0 after each episode. "
                       "Record the error of the V that update returned.")
 
@@ -408,7 +414,8 @@ def _target_check(fn, name: str, params: tuple[str, ...], call, want_fn, hand_ca
         fn = check.signature(fn, *params)
         for case in hand_cases:
             args, case_name, explain = case
-            shown = [_fmt(a, 3) if isinstance(a, np.ndarray) else repr(a) for a in call(args)]
+            shown = [(str(a.tolist()) if a.dtype == bool else _fmt(a, 3)) if isinstance(a, np.ndarray) else repr(a)
+                     for a in call(args)]
             label = f"{name}({', '.join(shown)})"
             got = _array(check, check.call(fn, *call(args), what=label), label, (len(args[0]),))
             want = want_fn(*args)
@@ -491,9 +498,13 @@ def expected_sarsa_target(fn) -> None:
          "pi = epsilon/4 = 0.05 for every action plus 1 - epsilon = 0.8 for the greedy one (action 1): "
          "sum pi * Q = 0.05 * (-2) + 0.85 * (-1) + 0.05 * (-3) + 0.05 * (-4) = -1.3, target -2.3."),
         ((np.array([-1.0]), np.array([[0.0, -5.0, 0.0, -1.0]]), np.array([0]), np.array([False]), 0.2, 1.0),
-         "two greedy actions share 1 - epsilon",
-         "Actions 0 and 2 tie at the top, so each gets 0.05 + 0.8 / 2 = 0.45 (the policy breaks ties at random): "
-         "sum pi * Q = 0.45 * 0 + 0.05 * (-5) + 0.45 * 0 + 0.05 * (-1) = -0.3, target -1.3."),
+         "two greedy actions",
+         "Actions 0 and 2 tie at the top and share 1 - epsilon (0.45 each, with their epsilon / 4 = 0.05): "
+         "sum pi * Q = 0.45 * 0 + 0.05 * (-5) + 0.45 * 0 + 0.05 * (-1) = -0.3, target -1.3. (Tied actions have "
+         "the same value, so how the greedy share is split among them does not change the target.)"),
+        ((np.array([0.0]), np.array([[-2.0, -1.0, -3.0, -6.0]]), np.array([0]), np.array([False]), 1.0, 1.0),
+         "epsilon = 1: every action equally likely",
+         "With epsilon = 1 the policy is uniform: the expectation is the mean, (-2 - 1 - 3 - 6) / 4 = -3."),
         ((np.array([-1.0, 7.0]), np.array([[-2.0, -1.0, -3.0, -4.0], [1.0, 2.0, 3.0, 4.0]]), np.array([0, 0]),
           np.array([False, True]), 0.0, 0.5), "epsilon = 0, discounting, and a terminal transition",
          "With epsilon = 0 the policy is greedy: -1 + 0.5 * (-1) = -1.5; the terminated row is just its reward, 7."),
