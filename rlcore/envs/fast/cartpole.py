@@ -53,8 +53,9 @@ class CartPole:
             raise ValueError(f"max_episode_steps must be at least 1, got {max_episode_steps!r}")
         self.num_envs = int(num_envs)
         self.max_episode_steps = int(max_episode_steps)
-        high = np.array([X_THRESHOLD * 2, np.finfo(np.float32).max, THETA_THRESHOLD * 2,
-                         np.finfo(np.float32).max], dtype=np.float32)
+        # Gymnasium's bounds: twice the termination thresholds, and unbounded velocities (inf, not the
+        # largest float32, so that a check for finite bounds sees what it sees on Gymnasium's env).
+        high = np.array([X_THRESHOLD * 2, np.inf, THETA_THRESHOLD * 2, np.inf], dtype=np.float32)
         self.single_observation_space = spaces.Box(-high, high, dtype=np.float32)
         self.single_action_space = spaces.Discrete(2)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
