@@ -1,0 +1,224 @@
+"""rlcore.envs.fast.CartPole against Gymnasium's CartPole-v1, exactly.
+
+N plain `gymnasium.make("CartPole-v1")` environments, reset with seed + i and reset again by hand when
+an episode ends, are stepped in lockstep with the batched env over thousands of steps. Half of the
+environments follow random actions (short episodes, many resets inside the run), half a balancing policy
+that survives to the 500-step time limit (truncation). Observations, rewards, flags, final observations
+and episode statistics must be identical, not close: the batched physics claim bit-for-bit equality.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from rlcore.envs import SerialVectorEnv, make_vector
+from rlcore.envs.fast import CartPole
+
+
+def balancing_action(obs: np.ndarray) -> np.ndarray:
+    """Push toward the side the pole falls to: survives to the time limit from every start state."""
+    theta, theta_dot = obs[..., 2], obs[..., 3]
+    return (theta + 0.5 * theta_dot > 0).astype(np.int64)
+
+
+def choose_actions(obs: np.ndarray, rng: np.random.Generator, balancing: np.ndarray) -> np.ndarray:
+    """Balancing envs follow the policy (with a few random pushes), the others act at random."""
+    random_actions = rng.integers(0, 2, size=len(obs))
+    policy = np.where(rng.random(len(obs)) < 0.05, random_actions, balancing_action(obs))
+    return np.where(balancing, policy, random_actions)
+
+
+def gymnasium_lockstep(envs, n: int, seed: int, steps: int, action_seed: int) -> dict[str, int]:
+    """Step `envs` (a vector env) and n Gymnasium envs together and assert every output is identical.
+    Returns counts of terminations and truncations seen, so callers can check what was exercised."""
+    rng = np.random.default_rng(action_seed)
+    balancing = np.arange(n) % 2 == 0
+    singles = [gym.make("CartPole-v1") for _ in range(n)]
+    expected_obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(singles)])
+    obs, info = envs.reset(seed=seed)
+    assert obs.dtype == np.float32 and obs.shape == (n, 4)
+    np.testing.assert_array_equal(obs, expected_obs)
+    ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
+    counts = {"terminated": 0, "truncated": 0}
+    for step in range(steps):
+        actions = choose_actions(obs, rng, balancing)
+        obs, rewards, terminated, truncated, info = envs.step(actions)
+        for i, env in enumerate(singles):
+            o, r, term, trunc, _ = env.step(int(actions[i]))
+            ep_return[i] += r
+            ep_length[i] += 1
+            where = f"env {i}, step {step}"
+            assert rewards[i] == r, where
+            assert terminated[i] == term and truncated[i] == trunc, where
+            np.testing.assert_array_equal(info["final_obs"][i], o, err_msg=where)
+            if term or trunc:
+                counts["terminated"] += term
+                counts["truncated"] += trunc
+                assert info["episode_return"][i] == ep_return[i], where
+                assert info["episode_length"][i] == ep_length[i], where
+                ep_return[i], ep_length[i] = 0.0, 0
+                o, _ = env.reset()  # no seed: the env's own stream continues, as in the vector env
+            else:
+                assert np.isnan(info["episode_return"][i]) and info["episode_length"][i] == 0, where
+            np.testing.assert_array_equal(obs[i], o, err_msg=where)
+        assert rewards.dtype == np.float32 and terminated.dtype == bool and truncated.dtype == bool
+    return counts
+
+
+@pytest.mark.parametrize("seed", [0, 12345])
+def test_lockstep_with_gymnasium(seed):
+    n = 6
+    counts = gymnasium_lockstep(CartPole(n), n, seed, steps=1300, action_seed=seed + 1)
+    # The run must have exercised both ways an episode ends, many times.
+    assert counts["terminated"] > 100
+    assert counts["truncated"] >= 3
+
+
+def test_lockstep_through_make_vector():
+    n = 4
+    envs = make_vector("CartPole-v1", n, backend="fast")
+    assert isinstance(envs, CartPole)
+    counts = gymnasium_lockstep(envs, n, seed=7, steps=1100, action_seed=3)
+    assert counts["truncated"] >= 2 and counts["terminated"] > 20
+
+
+def test_auto_backend_picks_fast_and_make_vector_seed_seeds_the_first_reset():
+    auto = make_vector("CartPole-v1", 3, backend="auto", seed=11)
+    obs, _ = auto.reset()
+    reference, _ = CartPole(3).reset(seed=11)
+    np.testing.assert_array_equal(obs, reference)
+    # The seed is for the first reset only; a later reset without one continues the streams.
+    again, _ = auto.reset()
+    assert not np.array_equal(again, reference)
+
+
+def test_same_outputs_as_the_serial_vector_env():
+    # The protocol's own reference backend over Gymnasium envs: same arrays, field by field.
+    n, steps = 5, 700
+    fast, serial = CartPole(n), SerialVectorEnv("CartPole-v1", n)
+    rng = np.random.default_rng(0)
+    balancing = np.arange(n) < 2
+    obs_f, _ = fast.reset(seed=3)
+    obs_s, _ = serial.reset(seed=3)
+    np.testing.assert_array_equal(obs_f, obs_s)
+    for _ in range(steps):
+        actions = choose_actions(obs_f, rng, balancing)
+        out_f, out_s = fast.step(actions), serial.step(actions)
+        for a, b in zip(out_f[:4], out_s[:4]):
+            np.testing.assert_array_equal(a, b)
+        for key in ("final_obs", "episode_return", "episode_length"):
+            np.testing.assert_array_equal(out_f[4][key], out_s[4][key])
+        obs_f = out_f[0]
+    serial.close()
+
+
+def test_reset_without_seed_continues_each_envs_stream():
+    n = 3
+    envs = CartPole(n)
+    singles = [gym.make("CartPole-v1") for _ in range(n)]
+    envs.reset(seed=5)
+    for i, env in enumerate(singles):
+        env.reset(seed=5 + i)
+    for _ in range(3):
+        obs, _ = envs.reset()
+        np.testing.assert_array_equal(obs, np.stack([env.reset()[0] for env in singles]))
+
+
+def test_reseeding_repeats_the_episode():
+    envs = CartPole(2)
+    actions = np.array([0, 1])
+    first = [envs.reset(seed=9)[0]] + [envs.step(actions)[0] for _ in range(30)]
+    second = [envs.reset(seed=9)[0]] + [envs.step(actions)[0] for _ in range(30)]
+    np.testing.assert_array_equal(np.stack(first), np.stack(second))
+
+
+def test_time_limit_truncates_at_500_and_counts_the_last_reward():
+    envs = CartPole(2)
+    obs, _ = envs.reset(seed=0)
+    for step in range(1, 501):
+        obs, rewards, terminated, truncated, info = envs.step(balancing_action(obs))
+        assert not terminated.any(), f"the balancing policy fell at step {step}"
+        if step < 500:
+            assert not truncated.any()
+    assert truncated.all()
+    np.testing.assert_array_equal(info["episode_length"], [500, 500])
+    np.testing.assert_array_equal(info["episode_return"], [500.0, 500.0])
+    assert not np.array_equal(info["final_obs"], obs)  # obs is already the next episode's first
+
+
+def test_custom_time_limit():
+    envs = CartPole(1, max_episode_steps=7)
+    obs, _ = envs.reset(seed=0)
+    for _ in range(7):
+        obs, _, _, truncated, info = envs.step(balancing_action(obs))
+    assert truncated[0] and info["episode_length"][0] == 7
+
+
+def test_spaces_match_gymnasium():
+    envs, single = CartPole(3), gym.make("CartPole-v1")
+    assert envs.single_observation_space == single.observation_space
+    assert envs.single_action_space == single.action_space
+    assert envs.observation_space.shape == (3, 4) and envs.action_space.shape == (3,)
+    assert envs.num_envs == 3
+
+
+def test_float_actions_that_are_whole_numbers_are_accepted():
+    a, b = CartPole(2), CartPole(2)
+    a.reset(seed=1), b.reset(seed=1)
+    np.testing.assert_array_equal(a.step(np.array([1.0, 0.0]))[0], b.step(np.array([1, 0]))[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_step_before_reset():
+    with pytest.raises(RuntimeError, match="before reset"):
+        CartPole(2).step(np.array([0, 1]))
+
+
+@pytest.mark.parametrize("actions", [np.array([0, 1, 0]), np.array([[0, 1]]), np.array(1), [0]])
+def test_wrong_action_shape(actions):
+    envs = CartPole(2)
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        envs.step(actions)
+
+
+@pytest.mark.parametrize("bad", [2, -1])
+def test_action_out_of_range_names_the_env(bad):
+    envs = CartPole(3)
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match=f"env 1 got {bad}"):
+        envs.step(np.array([0, bad, 1]))
+
+
+def test_fractional_action():
+    envs = CartPole(2)
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="integers"):
+        envs.step(np.array([0.5, 1.0]))
+
+
+def test_closed_env_refuses_to_step():
+    envs = CartPole(2)
+    envs.reset(seed=0)
+    envs.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        envs.step(np.array([0, 1]))
+    with pytest.raises(RuntimeError, match="closed"):
+        envs.reset(seed=0)
+
+
+@pytest.mark.parametrize("num_envs", [0, -3, 2.5])
+def test_bad_num_envs(num_envs):
+    with pytest.raises(ValueError, match="num_envs"):
+        CartPole(num_envs)
+
+
+def test_no_fast_version_of_other_envs():
+    with pytest.raises(ValueError, match="no fast implementation"):
+        make_vector("MountainCar-v0", 2, backend="fast")
