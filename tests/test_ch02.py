@@ -185,6 +185,15 @@ def test_policy_as_actions_instead_of_probabilities():
     assert "one action per state" in msg and "np.eye(A)[best]" in msg
 
 
+def test_q_with_nan_for_an_allowed_action():
+    def nan_q(mdp, v):
+        q = mdp.R + mdp.gamma * mdp.P @ v
+        q[0, 0] = np.nan
+        return q
+
+    assert "NaN" in _message(ch02.q_from_v, nan_q)
+
+
 def test_rows_that_are_not_distributions():
     msg = _message(ch02.greedy_policy, lambda mdp, v: np.ones((mdp.n_states, mdp.n_actions)))
     assert "sum to 1" in msg
@@ -198,6 +207,7 @@ def test_returns_values_only():
 def test_returns_none():
     def forgot_return(mdp, pi, theta, in_place=False, max_sweeps=None):
         v = np.zeros(mdp.n_states)
+        v += 1.0
 
     assert "returned None" in _message(ch02.policy_evaluation, forgot_return)
 

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from autograder import stats
-from autograder.protocol import Check, CheckFailed, LearnerCodeError, grading_seeds
+from autograder.protocol import Check, LearnerCodeError, grading_seeds
 from rlcore import evaluate as ref_evaluate
 from rlcore.tabular import dp as ref
 from rlcore.tabular import mdp as mdps
@@ -146,10 +146,24 @@ def _values(check: Check, out, what: str, mdp: FiniteMDP) -> np.ndarray:
     return check.array(out, what, shape=(mdp.n_states,))
 
 
+def _has_shape(value, shape: tuple) -> bool:
+    try:
+        return np.shape(value) == tuple(shape)
+    except ValueError:  # ragged nested lists
+        return False
+
+
+def _numbers(value) -> np.ndarray | None:
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
 def _policy(check: Check, out, what: str, mdp: FiniteMDP) -> np.ndarray:
     """A policy [S, A]: non-negative rows that sum to 1."""
     S, A = mdp.n_states, mdp.n_actions
-    if out is not None and np.shape(out) == (S,):
+    if _has_shape(out, (S,)):
         raise LearnerCodeError(
             f"{what} returned one action per state, shape ({S},); a policy here is an [S, A] = ({S}, {A}) array of "
             "probabilities pi[s, a]. For greedy actions `best` [S], return np.eye(A)[best] (one-hot rows).")
@@ -227,19 +241,19 @@ def _policy_value(mdp: FiniteMDP, pi: np.ndarray) -> np.ndarray | None:
 def q_from_v(fn) -> None:
     """Check `q_from_v(mdp, v) -> q [S, A]`, the one-step lookahead."""
     with Check("ch02.q_from_v", "one-step lookahead q(s, a) from v",
-               hint=f"q[s, a] = R[s, a] + gamma * sum over s' of P[s, a, s'] * v[s']; with arrays that is "
-                    f"mdp.R + mdp.gamma * (mdp.P @ v), shape [S, A] ({LESSON}, section 2).") as check:
+               hint=f"q[s, a] = R[s, a] + gamma * (sum over s' of P[s, a, s'] * v[s']) for every s and a; "
+                    f"mdp.P @ v computes all the sums over s' at once, shape [S, A] ({LESSON}, section 2).") as check:
         fn = check.signature(fn, "mdp", "v")
 
         def run(mdp: FiniteMDP, v: np.ndarray, label: str) -> np.ndarray:
             v_in = v.copy()
-            out = check.call(fn, mdp, v, what=f"q_from_v({label})")
-            S, A = mdp.n_states, mdp.n_actions
-            q = np.asarray(out, dtype=float) if out is not None and np.shape(out) == (S, A) else None
+            what = f"q_from_v({label})"
+            out = check.call(fn, mdp, v, what=what)
+            q = _numbers(out) if _has_shape(out, mdp.allowed.shape) else None
             if q is None:
-                check.array(out, f"q_from_v({label})", shape=(S, A))  # raises with the shape message
-            if not np.all(np.isfinite(q[mdp.allowed])):
-                raise LearnerCodeError(f"q_from_v({label}) returned NaN or infinite values for allowed actions.")
+                check.array(out, what, shape=mdp.allowed.shape)  # raises: None, a wrong shape, not numbers
+            # Forbidden actions may hold -inf: the NaN / infinity test applies to the allowed ones only.
+            check.array(np.where(mdp.allowed, q, 0.0), what, shape=mdp.allowed.shape)
             check.require(np.array_equal(v, v_in), f"{label}: v is left unchanged",
                           "your function modified the v passed in; compute q in a new array.")
             return q
@@ -254,6 +268,11 @@ def q_from_v(fn) -> None:
                     mdp.R + mdp.gamma * np.einsum("tas,t->sa", mdp.P, v),
             }
 
+        def named(mdp, v, q, want, atol):
+            # Which known mistake the allowed entries of q equal, as a sentence ('' if none).
+            keep = mdp.allowed
+            return _matches(q[keep], {k: m[keep] for k, m in mistakes(mdp, v).items()}, want[keep], atol)
+
         # 1. By hand.
         mdp = hand_mdp()
         v = np.array([2.0, 4.0])
@@ -263,7 +282,7 @@ def q_from_v(fn) -> None:
         check.require(ok, "hand-made MDP (gamma 0.5, v = [2, 4])",
                       f"got q = {_fmt(q)}; expected [[2, 1.5], [4, *]]: q(0, stay) = 1 + 0.5 * 2 = 2, q(0, go) = "
                       f"0 + 0.5 * (0.5 * 2 + 0.5 * 4) = 1.5, q(1, stay) = 2 + 0.5 * 4 = 4 (action 1 in state 1 is "
-                      f"forbidden and not checked).{_matches(q[mdp.allowed], {k: m[mdp.allowed] for k, m in mistakes(mdp, v).items()}, want[mdp.allowed], 1e-9)}")
+                      f"forbidden and not checked).{named(mdp, v, q, want, 1e-9)}")
         # 2. The gridworld of Example 3.5 and random MDPs, against rlcore.
         rng = np.random.default_rng(3)
         cases = [("gridworld 5x5", mdps.gridworld_5x5())] + random_cases()
@@ -274,11 +293,9 @@ def q_from_v(fn) -> None:
             q = run(mdp, v, f"{label}, random v")
             err = np.where(mdp.allowed, np.abs(q - want), 0.0)
             (s, a), worst = _worst(err, 0 * err)
-            hint = _matches(np.where(mdp.allowed, q, 0), {k: np.where(mdp.allowed, m, 0) for k, m in mistakes(mdp, v).items()},
-                            np.where(mdp.allowed, want, 0), 1e-7)
             check.expect(worst <= 1e-7, label,
                          f"q[{s}, {a}] = {q[s, a]:.6g}, expected {want[s, a]:.6g} (R = {mdp.R[s, a]:.4g}, gamma = "
-                         f"{mdp.gamma:g}).{hint}")
+                         f"{mdp.gamma:g}).{named(mdp, v, q, want, 1e-7)}")
 
 
 def policy_evaluation(fn) -> None:
@@ -406,16 +423,20 @@ def _check_solver(check: Check, fn, name: str, budget_s: float) -> None:
         what = f"{name}({label}, theta={THETA:g})"
         return _pi_and_v(check, check.call(fn, mdp, THETA, what=what, budget_s=budget_s), what, mdp)
 
-    def judge(mdp, label, pi, v, v_star, atol=VALUE_ATOL):
-        s, worst = _worst(v, v_star)
-        candidates = {
+    def mistakes(mdp):
+        # The values that common mistakes produce, to name the one a wrong answer matches.
+        return {
             "the values of the uniform random policy (an average over actions where a max is needed)":
                 ref.policy_evaluation_exact(mdp, ref.uniform_policy(mdp)),
             "the optimum with forbidden actions allowed (the max must skip actions with mdp.allowed False)":
                 optimal_values(all_allowed(mdp)) if not mdp.allowed.all() else None,
         }
+
+    def judge(mdp, label, pi, v, v_star, atol=VALUE_ATOL):
+        s, worst = _worst(v, v_star)
+        named = "" if worst <= atol else _matches(v, mistakes(mdp), v_star, 1e-5)
         check.expect(worst <= atol, f"{label}: v = v*",
-                     f"v[{s[0]}] = {v[s]:.8g}, expected v*[{s[0]}] = {v_star[s]:.8g}.{_matches(v, candidates, v_star, 1e-5)}")
+                     f"v[{s[0]}] = {v[s]:.8g}, expected v*[{s[0]}] = {v_star[s]:.8g}.{named}")
         problem = _greedy_violation(mdp, pi, v_star, 1e-6)
         v_pi = None if problem else _policy_value(mdp, pi)
         if v_pi is None:
@@ -623,6 +644,7 @@ def frozen_lake(value_iteration_fn) -> None:
         entry = load_reference()["frozen_lake"]
         env = gym.make(FROZEN_LAKE)
         mdp = mdps.from_gymnasium(env, gamma=FROZEN_LAKE_GAMMA)
+        desc = env.unwrapped.desc.astype(str)  # the map: S start, F frozen, H hole, G goal
         env.close()
         what = f"value_iteration({FROZEN_LAKE} table, theta={THETA:g})"
         pi, v = _pi_and_v(check, check.call(vi, mdp, THETA, what=what), what, mdp)
@@ -645,7 +667,7 @@ def frozen_lake(value_iteration_fn) -> None:
         verdict = stats.equivalence(returns, ref_mean=success, ref_se=0.0, margin=FROZEN_LAKE_MARGIN, z=3.0,
                                     metric="fraction of episodes that reach the goal within 100 steps")
         check.verdict(verdict)
-        check.plot(_frozen_lake_figure(v, actions, returns, success, verdict), "frozen_lake")
+        check.plot(_frozen_lake_figure(v, actions, returns, success, verdict, desc), "frozen_lake")
         if not verdict.passed:
             check.diagnosis.append(f"Your policy reaches the goal in {verdict.estimate:.1%} of episodes; an optimal "
                                    f"one does in {success:.1%} (exactly, within the 100-step limit).")
@@ -656,11 +678,10 @@ def frozen_lake(value_iteration_fn) -> None:
 
 
 def _frozen_lake_figure(v: np.ndarray, actions: np.ndarray, returns: np.ndarray, success: float,
-                        verdict: stats.Verdict):
+                        verdict: stats.Verdict, desc: np.ndarray):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    desc = gym.make(FROZEN_LAKE).unwrapped.desc.astype(str)
     rows, cols = desc.shape
     left.imshow(v.reshape(rows, cols), cmap="Blues")
     arrows = {0: "←", 1: "↓", 2: "→", 3: "↑"}
