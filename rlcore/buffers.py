@@ -115,5 +115,11 @@ class ReplayBuffer:
                                                        "pos", "size")}
 
     def load_state_dict(self, state: dict) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
+        """Copy a `state_dict` into this buffer's own arrays (never share them: the source buffer would
+        go on writing into this one). The capacities must match, or the ring positions would be wrong."""
+        if len(state["obs"]) != self.capacity:
+            raise ValueError(f"the saved replay buffer holds {len(state['obs'])} transitions but this one has "
+                             f"capacity {self.capacity}; resume with the buffer_size the run was started with.")
+        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+            getattr(self, name)[...] = state[name]
+        self.pos, self.size = int(state["pos"]), int(state["size"])
