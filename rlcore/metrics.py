@@ -47,11 +47,19 @@ VOCABULARY = (
 
 
 def config_to_dict(config) -> dict:
-    """A dataclass config (or a dict) as a JSON-ready dict."""
+    """A dataclass config (or a dict) as a JSON-ready dict. Tuples (hidden=(64, 64)) become lists, so
+    the file reads back as numbers; anything JSON has no type for is stored as its repr."""
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
-    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else repr(v))
-            for k, v in dict(config).items()}
+
+    def plain(v):
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+
+    return {k: plain(v) for k, v in dict(config).items()}
 
 
 class MetricsLogger:
@@ -185,7 +193,9 @@ class Result:
         r = self.episode_returns
         if r.size < window:
             return None
-        means = np.convolve(r, np.ones(window) / window, mode="valid")  # means[k] = mean(r[k : k + window])
+        # means[k] = mean(r[k : k + window]), summed then divided: weights of 1 / window (np.convolve) would
+        # round a mean that equals the threshold exactly to just below it.
+        means = np.lib.stride_tricks.sliding_window_view(r, window).mean(axis=1)
         hits = np.flatnonzero(means >= threshold)
         return int(self.episode_steps[hits[0] + window - 1]) if hits.size else None
 
