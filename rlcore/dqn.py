@@ -113,8 +113,10 @@ class DQNConfig:
 
 def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
     """Epsilon at step t: linear from start_e at t = 0 to end_e at t = duration, then constant."""
-    slope = (end_e - start_e) / duration
-    return max(slope * t + start_e, end_e)
+    frac = min(t / duration, 1.0)
+    # The weighted form gives exactly end_e at frac = 1 (start_e + frac * (end_e - start_e) can miss it
+    # by a rounding error, e.g. 0.050000000000000044).
+    return (1.0 - frac) * start_e + frac * end_e
 
 
 def td_target(q_target_next: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor, gamma: float,
