@@ -12,9 +12,14 @@
 
 from __future__ import annotations
 
+from collections import deque
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
+from rlcore.tabular import gridworlds as gw
+from rlcore.tabular import td
 from rlcore.tabular.random_walk import RandomWalk
 
 # ---------------------------------------------------------------------------------------------
@@ -135,14 +140,6 @@ def test_random_walk_needs_a_generator():
 # (a) The grids and the maximization-bias MDP
 # ---------------------------------------------------------------------------------------------
 
-from collections import deque  # noqa: E402
-
-import gymnasium as gym  # noqa: E402
-
-from rlcore.tabular import gridworlds as gw  # noqa: E402
-from rlcore.tabular import td  # noqa: E402
-
-
 def shortest_path(mdp) -> int:
     """Breadth-first search over the deterministic transitions from the start to a terminal."""
     dist = {mdp.start: 0}
@@ -183,7 +180,8 @@ def test_cliff_matches_gymnasium_cliffwalking_v1():
         for a in range(4):
             ((prob, nxt, reward, terminated),) = P[s][a]  # deterministic: one outcome
             assert prob == 1.0
-            assert (nxt, reward, terminated) == (mdp.next_state[s, a], mdp.reward[s, a], mdp.terminal[mdp.next_state[s, a]])
+            ours = mdp.next_state[s, a]
+            assert (nxt, reward, terminated) == (ours, mdp.reward[s, a], mdp.terminal[ours])
     assert env.spec.max_episode_steps is None, "CliffWalking-v1 has no time limit, like the book"
     env.close()
 

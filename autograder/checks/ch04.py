@@ -167,7 +167,8 @@ def judge_maxbias(left: dict[str, np.ndarray], reference: dict | None = None) ->
             verdicts.append(_equivalence(window_means(left[m], w), reference[m]["metrics"][maxbias_metric(w)],
                                          MAXBIAS_MARGIN, z, f"{METHOD_LABELS[m]}: {maxbias_metric(w)}"))
     n = min(left["q_learning"].shape[0], left["double_q"].shape[0])
-    gap = window_means(left["q_learning"][:n], MAXBIAS_GAP_WINDOW) - window_means(left["double_q"][:n], MAXBIAS_GAP_WINDOW)
+    gap = (window_means(left["q_learning"][:n], MAXBIAS_GAP_WINDOW)
+           - window_means(left["double_q"][:n], MAXBIAS_GAP_WINDOW))
     verdicts.append(_equivalence(gap, reference["gap"], MAXBIAS_MARGIN, z, MAXBIAS_GAP))
     return verdicts
 
@@ -207,9 +208,11 @@ def _episode_check(fn, name: str, title: str, reference_fn, hand_cases, hint: st
             return _array(check, out, label, (len(V),))
 
         for V, states, rewards, alpha, gamma, case_name, explain in hand_cases:
-            label = f"{name}(V={_fmt(V, 3)}, states={list(states)}, rewards={list(rewards)}, alpha={alpha}, gamma={gamma})"
+            label = (f"{name}(V={_fmt(V, 3)}, states={list(states)}, rewards={list(rewards)}, alpha={alpha}, "
+                     f"gamma={gamma})")
             got = run(V, states, rewards, alpha, gamma, label)
-            want = reference_fn(np.array(V, dtype=float), np.array(states), np.array(rewards, dtype=float), alpha, gamma)
+            want = reference_fn(np.array(V, dtype=float), np.array(states), np.array(rewards, dtype=float),
+                                alpha, gamma)
             check.require(np.allclose(got, want, atol=1e-9), case_name,
                           f"{label}\n  returned {_fmt(got)}\n  expected {_fmt(want)}\n  {explain}")
         # Random episodes of the 19-state walk (Example 7.1), random tables, step sizes and discounts.
@@ -253,7 +256,8 @@ MC_CASES = [
     (V_START, [3, 4, 5, 6], [0.0, 0.0, 1.0], 0.1, 1.0, "an episode that ends on the right",
      "The return from every step is 1 (gamma = 1): C, D and E each move to 0.5 + 0.1 * (1 - 0.5) = 0.55."),
     ([0.0, 0.4, 0.8, 0.3, 0.0], [2, 3, 4], [0.5, 2.0], 0.2, 0.5, "discounting with gamma = 0.5",
-     "G_1 = 2 and G_0 = 0.5 + 0.5 * 2 = 1.5: V(2) = 0.8 + 0.2 * (1.5 - 0.8) = 0.94, V(3) = 0.3 + 0.2 * (2 - 0.3) = 0.64."),
+     "G_1 = 2 and G_0 = 0.5 + 0.5 * 2 = 1.5: V(2) = 0.8 + 0.2 * (1.5 - 0.8) = 0.94, "
+     "V(3) = 0.3 + 0.2 * (2 - 0.3) = 0.64."),
 ]
 
 
@@ -409,7 +413,8 @@ def _walk_figure(errors: dict[str, np.ndarray], verdicts: list[stats.Verdict], n
 
 
 def _target_check(fn, name: str, params: tuple[str, ...], call, want_fn, hand_cases, hint: str) -> None:
-    method = {"sarsa_target": "Sarsa", "q_learning_target": "Q-learning", "expected_sarsa_target": "Expected Sarsa"}[name]
+    method = {"sarsa_target": "Sarsa", "q_learning_target": "Q-learning",
+              "expected_sarsa_target": "Expected Sarsa"}[name]
     with Check(f"ch04.{name}", f"the {method} target", hint=hint) as check:
         fn = check.signature(fn, *params)
         for case in hand_cases:
@@ -658,7 +663,8 @@ def double_q_update(fn) -> None:
                              next_states.copy(), terminated.copy(), alpha, gamma, rng, what=label)
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise CheckFailed(f"{label} returned {type(out).__name__}; expected a tuple (Q1, Q2).")
-            return (_array(check, out[0], label + " -> Q1", Q1.shape), _array(check, out[1], label + " -> Q2", Q2.shape))
+            return (_array(check, out[0], label + " -> Q1", Q1.shape),
+                    _array(check, out[1], label + " -> Q2", Q2.shape))
 
         def judge(args, got, case_name, expected_freq=None):
             """Each row must be one of the correct outcomes; frequencies of the outcomes near expected."""
@@ -785,7 +791,8 @@ def maximization_bias(q_learning_target_fn, double_q_update_fn) -> None:
                     check.call(ref.double_q_learning, env, MAXBIAS_EPISODES, MAXBIAS_ALPHA, MAXBIAS_EPSILON,
                                MAXBIAS_GAMMA, agent_rng,
                                update=_validated(dq_fn, "double_q_update", MAXBIAS_RUNS, returns_pair=True),
-                               budget_s=120.0, what=f"Double Q-learning with your double_q_update on {MAXBIAS_RUNS} runs")
+                               budget_s=120.0,
+                               what=f"Double Q-learning with your double_q_update on {MAXBIAS_RUNS} runs")
                 left[method].append(env.first_actions(MAXBIAS_EPISODES) == gw.MAXBIAS_LEFT)
         left = {m: np.concatenate(v).astype(float) for m, v in left.items()}
         verdicts = judge_maxbias(left)

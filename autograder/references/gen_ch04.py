@@ -123,7 +123,8 @@ def cliff() -> dict:
     per_run = {}
     for i, method in enumerate(ch04.CLIFF_METHODS):
         run = td.run_control(mdp, method, n_runs=CLIFF_RUNS, n_episodes=ch04.CLIFF_EPISODES, alpha=ch04.CLIFF_ALPHA,
-                             epsilon=ch04.CLIFF_EPSILON, gamma=ch04.CLIFF_GAMMA, seed=np.random.SeedSequence(SEED, spawn_key=(300 + i,)))
+                             epsilon=ch04.CLIFF_EPSILON, gamma=ch04.CLIFF_GAMMA,
+                             seed=np.random.SeedSequence(SEED, spawn_key=(300 + i,)))
         per_run[method] = ch04.window_means(run.returns, ch04.CLIFF_WINDOW)
         blocks = ch04.block_means(run.returns, ch04.CLIFF_BLOCK)  # [R, 50]
         ours = summarize(per_run[method])
@@ -211,10 +212,12 @@ def windy() -> dict:
         "episodes completed by step 8000": summarize((cumulative <= 8000).sum(axis=1)),
         "mean length of episodes 151-170": summarize(run.lengths[:, 150:].mean(axis=1)),
         "first episode length": summarize(run.lengths[:, 0]),
-        "episodes completed vs time steps": {"steps": grid.tolist(), "mean": np.round(completed.mean(axis=0), 2).tolist()},
+        "episodes completed vs time steps": {"steps": grid.tolist(),
+                                             "mean": np.round(completed.mean(axis=0), 2).tolist()},
         "greedy path after 170 episodes": path_summary(greedy),
         f"greedy path after {WINDY_LONG_EPISODES} episodes": path_summary(greedy_long),
-        f"mean length of episodes {WINDY_LONG_EPISODES - 99}-{WINDY_LONG_EPISODES}": summarize(long.lengths[:, -100:].mean(axis=1)),
+        f"mean length of episodes {WINDY_LONG_EPISODES - 99}-{WINDY_LONG_EPISODES}":
+            summarize(long.lengths[:, -100:].mean(axis=1)),
         "shortest path (breadth-first search)": 15,
         "published": {
             "book text (V-primary)": "By 8000 time steps, the greedy policy was long since optimal; continued "
@@ -231,7 +234,8 @@ def windy() -> dict:
         },
     }
     print(f"windy        steps for 170 episodes {steps.mean():.0f} (SD {steps.std(ddof=1):.0f}), published 8224; "
-          f"greedy path 15 in {np.mean(greedy == 15):.0%} of runs, never reaches the goal in {np.mean(greedy < 0):.0%}; "
+          f"greedy path 15 in {np.mean(greedy == 15):.0%} of runs, never reaches the goal in "
+          f"{np.mean(greedy < 0):.0%}; "
           f"after {WINDY_LONG_EPISODES} episodes: 15 in {np.mean(greedy_long == 15):.0%}")
     return out
 
@@ -250,7 +254,8 @@ def main() -> None:
             ch04.CLIFF_METRIC: "per run: the mean over episodes 101-500 of the sum of rewards of each episode",
             ch04.CLIFF_GAP: "per pair of independent runs (Sarsa run i, Q-learning run i): the difference of their "
                             f"'{ch04.CLIFF_METRIC}'; its SD is sqrt(SD_sarsa^2 + SD_q^2)",
-            "fraction left from A, episodes a-b": "per run: the fraction of episodes a..b whose first action in A was left",
+            "fraction left from A, episodes a-b": "per run: the fraction of episodes a..b whose first action in A "
+                                                  "was left",
             "curves": "per episode (or per block of episodes): mean and SD across runs",
         },
         "versions": {"rlcore": rlcore.__version__, "numpy": np.__version__, "python": platform.python_version()},

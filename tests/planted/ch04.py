@@ -243,8 +243,11 @@ def _loop(env, method, n_episodes, alpha, epsilon, gamma, rng, *, sarsa_max=Fals
     eps = 0.0 if greedy else epsilon
     states = env.reset()
     actions = epsilon_greedy(Q[rows, states], eps, rng)
-    done = (lambda: env.episodes_done.max() < n_episodes) if stop_at_first else (lambda: env.episodes_done.min() < n_episodes)
-    while done():
+    def running():
+        finished = env.episodes_done.max() if stop_at_first else env.episodes_done.min()
+        return finished < n_episodes
+
+    while running():
         next_states, rewards, terminated = env.step(actions)
         if ignore_terminated:
             terminated = np.zeros_like(terminated)
