@@ -83,10 +83,13 @@ class A2CConfig:
     """Also write TensorBoard event files."""
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs", "num_steps"):
+        for name in ("total_timesteps", "num_envs", "num_steps", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"A2CConfig.{name} must be a positive integer, got {value!r}.")
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(f"total_timesteps = {self.total_timesteps} is less than one update "
+                             f"(num_envs * num_steps = {self.batch_size}); raise it or shrink the rollout.")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError(f"gamma and gae_lambda must be in [0, 1], got {self.gamma} and {self.gae_lambda}.")
 
@@ -97,7 +100,8 @@ class A2CConfig:
 
     @property
     def num_updates(self) -> int:
-        return max(self.total_timesteps // self.batch_size, 1)
+        """Rollout + update cycles: total_timesteps // batch_size."""
+        return self.total_timesteps // self.batch_size
 
 
 def train(config: A2CConfig) -> Result:

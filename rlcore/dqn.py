@@ -99,10 +99,14 @@ class DQNConfig:
 
     def __post_init__(self):
         for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency",
-                     "target_network_frequency", "gradient_steps"):
+                     "target_network_frequency", "gradient_steps", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"DQNConfig.{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.learning_starts, (int, np.integer)) or self.learning_starts < 0:
+            raise ValueError(f"DQNConfig.learning_starts must be a non-negative integer, got {self.learning_starts!r}.")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}.")
         if not 0 <= self.end_e <= self.start_e <= 1:
             raise ValueError(f"need 0 <= end_e <= start_e <= 1, got start_e={self.start_e}, end_e={self.end_e}.")
         if not 0 < self.exploration_fraction <= 1:

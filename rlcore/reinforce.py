@@ -75,7 +75,7 @@ class REINFORCEConfig:
     """Also write TensorBoard event files."""
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs"):
+        for name in ("total_timesteps", "num_envs", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"REINFORCEConfig.{name} must be a positive integer, got {value!r}.")
