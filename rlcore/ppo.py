@@ -151,10 +151,11 @@ class PPOConfig:
         return self.num_envs // world_size, self.minibatch_size // world_size
 
 
-# Tuned for wall time on CartPole-v1 (see benchmarks/ppo_cartpole.py): many environments in one NumPy
-# batch, and large minibatches, so each Python-level call does more work.
-CARTPOLE_FAST = dict(num_envs=32, num_steps=64, num_minibatches=2, update_epochs=8, learning_rate=2.5e-3,
-                     gamma=0.99, gae_lambda=0.9, ent_coef=0.0, max_grad_norm=0.5, total_timesteps=150_000)
+# Tuned for wall time on CartPole-v1 (benchmarks/ppo_cartpole.py): 32 environments in one NumPy batch and one
+# 512-sample minibatch per epoch, so each Python-level call does more work; SB3 zoo's discounting (gamma 0.98,
+# lambda 0.8) and no value clipping. Reached 475 in 93k-103k steps on seeds 1-3 with about 1,500 gradient steps.
+CARTPOLE_FAST = dict(num_envs=32, num_steps=16, num_minibatches=1, update_epochs=8, learning_rate=3e-3, gamma=0.98,
+                     gae_lambda=0.8, ent_coef=0.0, clip_vloss=False, total_timesteps=200_000)
 
 
 def train(config: PPOConfig) -> Result:
