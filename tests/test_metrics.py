@@ -205,6 +205,16 @@ def test_recorder_resumes_with_the_saved_episodes(tmp_path):
     assert read_metrics(tmp_path)["charts/episodic_return"] == [(10, 7.0), (20, 9.0)]
 
 
+def test_recorder_reached_agrees_with_steps_to_threshold():
+    rec = Recorder({}, total_steps=100, desc="t", progress=False)
+    for step, ret in enumerate([1.0, 2.0, 3.0, 4.0, 5.0], start=1):
+        rec.episodes_ended(step, episode_info([ret], [int(ret)]), np.array([True]))
+        hit = rec.result({}, None, step).steps_to_threshold(4.0, window=3)
+        assert rec.reached(4.0, window=3) == (step == 5) and (hit is not None) == (step == 5)
+    assert not rec.reached(1.0, window=6)  # fewer episodes than the window
+    rec.close()
+
+
 def test_recorder_off_the_main_rank_and_without_run_dir_writes_nothing(tmp_path):
     other = Recorder({}, total_steps=10, desc="t", run_dir=tmp_path / "rank1", main=False, progress=False)
     other.episodes_ended(5, episode_info([1.0], [1]), np.array([True]))
@@ -268,7 +278,11 @@ def test_seed_everything_seeds_torch_and_returns_a_per_rank_generator():
     g1 = seed_everything(5, rank=1)
     assert torch.equal(torch.rand(3), a)
     assert seed_everything(5).integers(1 << 30, size=4).tolist() != g1.integers(1 << 30, size=4).tolist()
-    assert seed_everything(6).integers(1 << 30, size=4).tolist() != seed_everything(5).integers(1 << 30, size=4).tolist()
+
+
+def test_other_seeds_give_other_streams():
+    first, second = seed_everything(5).integers(1 << 30, size=4), seed_everything(6).integers(1 << 30, size=4)
+    assert first.tolist() != second.tolist()
 
 
 def test_env_seed_gives_ranks_consecutive_blocks():
