@@ -45,6 +45,15 @@ PROBE_CONFIGS = {
                 hidden=(32, 32)),
 }
 
+# Probe 7 carries a reward back over 3 steps: A2C (one RMSprop step per 40 samples) and REINFORCE need
+# more updates there to get its values within tolerance.
+PROBE_BUDGETS = {("a2c", 7): dict(total_timesteps=16_000), ("reinforce", 7): dict(total_timesteps=4800)}
+
+
+def probe_config(algo: str, probe: int) -> dict:
+    return {**PROBE_CONFIGS[algo], **PROBE_BUDGETS.get((algo, probe), {})}
+
+
 # Short CartPole runs for determinism and checkpoints: a few updates each.
 CARTPOLE_CONFIGS = {
     "ppo": dict(num_envs=4, num_steps=32, total_timesteps=512, num_minibatches=2, update_epochs=2),
@@ -123,6 +132,11 @@ def tolerance(value: float) -> float:
     return 0.15 * max(1.0, abs(value))
 
 
+def action_matters(probe, state, gamma: float) -> bool:
+    """Whether the probe has an optimal action at `state` that is strictly better than the other."""
+    return hasattr(probe, "optimal_action") and probe.q_value(state, 0, gamma) != probe.q_value(state, 1, gamma)
+
+
 def assert_probe_learned(algo: str, env_id: str, agent, gamma: float) -> None:
     """The analytic answers of the probe at every state the optimal policy visits."""
     probe = make_env(env_id).unwrapped
@@ -131,24 +145,22 @@ def assert_probe_learned(algo: str, env_id: str, agent, gamma: float) -> None:
     with torch.no_grad():
         if algo == "dqn":
             q = agent(obs).numpy()  # [S, n_actions]
-            for s, state in enumerate(states):
-                where = f"{algo} on {env_id} at obs {state.tolist()}"
-                target = probe.value(state, gamma)
-                assert abs(q[s].max() - target) <= tolerance(target), f"{where}: max Q {q[s].max():.3f}, want {target:.3f}"
-                if s == 0:  # the first state: every action's Q
-                    for a in range(q.shape[1]):
-                        want = probe.q_value(state, a, gamma)
-                        assert abs(q[s, a] - want) <= tolerance(want), f"{where}: Q(., {a}) {q[s, a]:.3f}, want {want:.3f}"
-                if hasattr(probe, "optimal_action") and probe.q_value(state, 0, gamma) != probe.q_value(state, 1, gamma):
-                    assert q[s].argmax() == probe.optimal_action(state), f"{where}: greedy action {q[s].argmax()}"
-            return
-        values = agent.value(obs).numpy()
-        probs = agent.distribution(obs).probs.numpy()
+            values, best = q.max(axis=1), q.argmax(axis=1)
+        else:
+            values = agent.value(obs).numpy()
+            probs = agent.distribution(obs).probs.numpy()  # [S, n_actions]
     for s, state in enumerate(states):
         where = f"{algo} on {env_id} at obs {state.tolist()}"
         target = probe.value(state, gamma)
         assert abs(values[s] - target) <= tolerance(target), f"{where}: V {values[s]:.3f}, want {target:.3f}"
-        if hasattr(probe, "optimal_action") and probe.q_value(state, 0, gamma) != probe.q_value(state, 1, gamma):
+        if algo == "dqn":
+            if s == 0:  # the first state: every action's Q
+                for a in range(q.shape[1]):
+                    want = probe.q_value(state, a, gamma)
+                    assert abs(q[s, a] - want) <= tolerance(want), f"{where}: Q(., {a}) {q[s, a]:.3f}, want {want:.3f}"
+            if action_matters(probe, state, gamma):
+                assert best[s] == probe.optimal_action(state), f"{where}: greedy action {best[s]}"
+        elif action_matters(probe, state, gamma):
             p = probs[s, probe.optimal_action(state)]
             assert p > 0.9, f"{where}: the optimal action has probability {p:.3f}"
 
@@ -160,7 +172,7 @@ FAST_PROBES = [("ppo", p) for p in (1, 2, 3, 4, 5, 7)] + [("a2c", 3), ("a2c", 5)
 
 @pytest.mark.parametrize("algo,probe", FAST_PROBES)
 def test_learns_probe(algo, probe):
-    result = train(algo, PROBE_IDS[probe], seed=1, gamma=GAMMA, **PROBE_CONFIGS[algo])
+    result = train(algo, PROBE_IDS[probe], seed=1, gamma=GAMMA, **probe_config(algo, probe))
     assert_probe_learned(algo, PROBE_IDS[probe], result.agent, GAMMA)
 
 
@@ -173,7 +185,7 @@ SLOW_PROBES = [(algo, p) for algo in ALGORITHMS for p in PROBE_IDS if not (algo 
 @pytest.mark.parametrize("seed", [2, 3, 4])
 @pytest.mark.parametrize("algo,probe", SLOW_PROBES)
 def test_learns_probe_over_seeds(algo, probe, seed):
-    result = train(algo, PROBE_IDS[probe], seed=seed, gamma=GAMMA, **PROBE_CONFIGS[algo])
+    result = train(algo, PROBE_IDS[probe], seed=seed, gamma=GAMMA, **probe_config(algo, probe))
     assert_probe_learned(algo, PROBE_IDS[probe], result.agent, GAMMA)
 
 
@@ -183,8 +195,9 @@ def test_learns_probe_over_seeds(algo, probe, seed):
 
 
 def test_ppo_learns_cartpole_quickly():
-    # 12 iterations of the tuned preset (about 3 s): seeds 1 to 5 reach a last-100 mean of 139 to 155.
-    config = dict(ppo.CARTPOLE_FAST, total_timesteps=24_576)
+    # 12 iterations of 32 envs x 64 steps (about 3 s): seeds 1 to 5 reach a last-100 mean of 139 to 155.
+    config = dict(num_envs=32, num_steps=64, num_minibatches=2, update_epochs=8, learning_rate=2.5e-3, gamma=0.99,
+                  gae_lambda=0.9, ent_coef=0.0, total_timesteps=24_576)
     result = train("ppo", "CartPole-v1", seed=1, backend="fast", **config)
     assert result.global_step == 24_576
     assert result.last_mean(100) > 100, f"last-100 mean {result.last_mean(100):.1f}; a random policy gets ~22"
@@ -193,6 +206,7 @@ def test_ppo_learns_cartpole_quickly():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_ppo_solves_cartpole(seed):
+    # The preset tuned for CartPole must reach Gymnasium's threshold within its own budget.
     result = train("ppo", "CartPole-v1", seed=seed, backend="fast", **ppo.CARTPOLE_FAST)
     assert result.steps_to_threshold(475.0) is not None, f"best last-100 mean: {result.last_mean(100):.1f}"
 
@@ -291,11 +305,12 @@ def test_time_limit_probe_learns_the_bootstrapped_value(algo):
     probe = make_env(env_id).unwrapped
     right = probe.value(None, GAMMA)  # 10 for gamma = 0.9
     wrong = probe.value_if_truncation_is_termination(GAMMA)  # 6.9: the one-step fixed point of the bug
-    result = train(algo, env_id, seed=1, gamma=GAMMA, **PROBE_CONFIGS[algo])
+    result = train(algo, env_id, seed=1, gamma=GAMMA, **probe_config(algo, 6))
     obs = torch.zeros(1, 1)
     with torch.no_grad():
         learned = float(result.agent(obs).max() if algo == "dqn" else result.agent.value(obs)[0])
-    assert abs(learned - right) < 1.0, f"{algo}: V = {learned:.2f}, want {right:.2f} (truncation as termination: {wrong:.2f})"
+    assert abs(learned - right) < 1.0, \
+        f"{algo}: V = {learned:.2f}, want {right:.2f} (with truncation as termination: {wrong:.2f})"
     assert learned > wrong + 2.0
 
 
