@@ -9,7 +9,9 @@
 (d) checkpoints: a run resumed from its run_dir continues from the saved global_step, and metrics.csv
     keeps the rows of both parts;
 (e) truncation: on the time-limit probe the learned value is the one that bootstraps through the
-    truncation, not the one that treats it as termination;
+    truncation, not the one that treats it as termination; on a two-state cycle cut by a time limit it
+    is the one that bootstraps from the final observation, not from the next episode's first; DQN's
+    replay holds real transitions;
 (f) bad configs raise ValueErrors that name the field.
 
 The fast tests use one fixed seed each and budgets of a few hundred to a few thousand steps (about half
@@ -312,6 +314,46 @@ def test_time_limit_probe_learns_the_bootstrapped_value(algo):
     assert abs(learned - right) < 1.0, \
         f"{algo}: V = {learned:.2f}, want {right:.2f} (with truncation as termination: {wrong:.2f})"
     assert learned > wrong + 2.0
+
+
+class Alternating(gym.Env):
+    """Two states that alternate, 0, 1, 0, 1, ... from 0 at every reset; leaving state 1 pays +1. One
+    action. Cut by a time limit after an odd number of steps, the episode ends in state 1 while the next
+    one starts in state 0, so bootstrapping from the next episode's first observation gives a different
+    (wrong) value than bootstrapping from the final one:
+    right V(0) = gamma / (1 - gamma^2), V(1) = 1 / (1 - gamma^2) (4.74 and 5.26 for gamma = 0.9);
+    with the cut at 3 steps, the next-episode bug gives V(0) = 3.10, V(1) = 3.79 (one-step TD fixed point)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(1)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._state = 0
+        return np.array([0.0], dtype=np.float32), {}
+
+    def step(self, action):
+        reward = float(self._state)
+        self._state = 1 - self._state
+        return np.array([self._state], dtype=np.float32), reward, False, False, {}
+
+
+ALTERNATING = "rlcore-tests/AlternatingCutAt3-v0"
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_truncation_bootstraps_from_the_final_observation_not_the_next_episode(algo):
+    if ALTERNATING not in gym.registry:
+        gym.register(id=ALTERNATING, entry_point=Alternating, max_episode_steps=3)
+    config = probe_config(algo, 6)
+    if algo == "ppo":
+        config["total_timesteps"] = 2048  # values near 5 take PPO's critic longer than probe 6's 1024 steps
+    result = train(algo, ALTERNATING, seed=1, gamma=GAMMA, **config)
+    obs = torch.tensor([[0.0], [1.0]])
+    with torch.no_grad():
+        learned = (result.agent(obs)[:, 0] if algo == "dqn" else result.agent.value(obs)).numpy()
+    right = np.array([GAMMA, 1.0]) / (1 - GAMMA**2)
+    assert np.all(np.abs(learned - right) < 0.6), f"{algo}: V(0), V(1) = {learned.round(2)}, want {right.round(2)}"
 
 
 def test_dqn_replays_real_transitions_through_time_limits(tmp_path):
