@@ -128,4 +128,5 @@ def test_reward_to_go_equals_returns_to_go_per_column(seed, gamma):
 def test_reward_to_go_hand_computed():
     rewards = torch.tensor([[1.0], [2.0], [4.0], [99.0]])
     valid = torch.tensor([[1.0], [1.0], [1.0], [0.0]])
-    torch.testing.assert_close(reward_to_go(rewards, valid, 0.5), torch.tensor([[1 + 1 + 1.0], [2 + 2.0], [4.0], [0.0]]))
+    expected = torch.tensor([[1 + 0.5 * 2 + 0.25 * 4], [2 + 0.5 * 4], [4.0], [0.0]])
+    torch.testing.assert_close(reward_to_go(rewards, valid, 0.5), expected)
