@@ -113,7 +113,7 @@ class PPOConfig:
     """Also write TensorBoard event files to run_dir."""
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"PPOConfig.{name} must be a positive integer, got {value!r}.")
