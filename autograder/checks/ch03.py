@@ -345,7 +345,7 @@ def _prediction_figure(V, N, evaluation, passed, hidden):
             ref_high=(gT[usable] + half).ravel(), passed=passed,
             xlabel="state: player sum 12..21 (blocks of 10), dealer A..10 within a block",
             ref_label="exact (DP) +- 3 SE", learner_label="your V"))
-    fig = curve_figure(panels, f"MC prediction, {PRED_EPISODES} episodes of 'stick on 20 or 21'"
+    fig = curve_figure(panels, f"MC prediction, {PRED_EPISODES:,} episodes of 'stick on 20 or 21'"
                                f"{' (hidden seed)' if hidden else ''}")
     for ax in fig.axes:
         ax.set_xticks(np.arange(0, 100, 10), [str(s) for s in range(12, 22)])
@@ -643,7 +643,7 @@ def _policy_figure(policy, facts, passed, hidden):
         ax.set(title=f"{title}: optimal policy (DP); red = your action differs", xlabel="dealer showing",
                ylabel="player sum", xticks=range(1, 11), yticks=range(12, 22))
         ax.set_xticklabels(["A"] + [str(i) for i in range(2, 11)])
-    fig.suptitle(f"Figure 5.2, {ES_EPISODES} episodes of MC ES{' (hidden seed)' if hidden else ''}: "
+    fig.suptitle(f"Figure 5.2, {ES_EPISODES:,} episodes of MC ES{' (hidden seed)' if hidden else ''}: "
                  f"{facts['wrong_all'].size} states differ, value lost {facts['loss']:.4f}  " + ("✔" if passed else "✘"),
                  fontsize=10)
     fig.tight_layout()
@@ -823,7 +823,10 @@ def _is_figure(ordinary, weighted, reference, verdicts, hidden):
                             ref_label=f"reference ({fig_ref['runs']} runs), 99.7% band for {IS_RUNS} runs"))
     fig = curve_figure(panels, f"Figure 5.3: v(13, dealer 2, usable ace) by importance sampling"
                                f"{' (hidden seed)' if hidden else ''}")
-    for ax in fig.axes:
+    for ax, panel in zip(fig.axes, panels):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # Early on, ordinary IS is so heavy-tailed that mean - 3 SE is below 0: cut the band at the axis.
+        ax.set_ylim(bottom=0.3 * min(panel.ref_mean.min(), panel.learner.min()))
+        ax.legend(fontsize=7, loc="upper right")  # the curves fall to the lower right
     return fig
