@@ -391,3 +391,11 @@ def test_bad_arguments_are_reported():
         run_sarsa(2, 1, np.array([0.1, np.nan]))
     with pytest.raises(ValueError, match="outside"):
         run_sarsa(2, 1, 0.1).per_run(1, 2)
+
+
+def test_runs_that_pass_the_step_limit_are_marked_trapped():
+    run = run_sarsa(3, 2, 0.5 / 8, seed=0, max_episode_steps=300)  # a first episode takes ~1500 steps
+    assert run.trapped.all() and (run.episode_lengths == 0).all()
+    assert np.all(run.final_obs[:, 0] < 0.5) and run.per_run(1, 2).size == 0
+    free = run_sarsa(3, 2, 0.5 / 8, seed=0)
+    assert not free.trapped.any() and np.all(free.final_obs[:, 0] == 0.5)

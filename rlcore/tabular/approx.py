@@ -49,9 +49,13 @@ from rlcore.tabular.tiles import MOUNTAIN_CAR_CODER, TileCoder, active_tiles
 def q_values(w: np.ndarray, tiles) -> np.ndarray:
     """Action values of states from their active tiles.
 
-    w [..., A, F], tiles [..., T] int -> q [..., A], q[..., a] = sum_i w[..., a, tiles[..., i]]
+    w [..., A, F], tiles [..., T] int -> q [..., A], q[..., a] = sum_i w[..., a, tiles[..., i]].
+    The leading axes broadcast: one w [A, F] with tiles [P, T] gives q [P, A] (many states, one run).
     """
     tiles = np.asarray(tiles)
+    extra = (tiles.ndim - 1) - (w.ndim - 2)
+    if extra > 0:
+        w = w.reshape((1,) * extra + w.shape)
     return np.take_along_axis(w, tiles[..., None, :], axis=-1).sum(axis=-1)
 
 
@@ -188,25 +192,33 @@ class SarsaRun:
 
     episode_lengths [E, R] int: steps of episode e in run r (the y axis of Figures 10.2-10.4).
     w [R, A, F]: every run's final weights.
+    trapped [R] bool: runs given up because one episode passed `max_episode_steps` (their
+    remaining episode lengths are 0). `mean_steps` and `per_run` leave them out.
+    final_obs [R, 2]: where each car was at the end (at the goal, or where a trapped run was stopped);
+    final_actions [R]: the action each run had chosen there (what a trapped run would do next).
     """
 
     episode_lengths: np.ndarray
     w: np.ndarray
+    trapped: np.ndarray
+    final_obs: np.ndarray
+    final_actions: np.ndarray
 
     def mean_steps(self) -> np.ndarray:
-        """Average over runs of the steps per episode, [E] (the book's curves)."""
-        return self.episode_lengths.mean(axis=1)
+        """Average over the completed runs of the steps per episode, [E] (the book's curves)."""
+        return self.episode_lengths[:, ~self.trapped].mean(axis=1)
 
     def per_run(self, first: int, last: int) -> np.ndarray:
-        """Each run's mean steps per episode over episodes first..last (1-based, inclusive): [R]."""
+        """Each completed run's mean steps per episode over episodes first..last (1-based,
+        inclusive): [R - trapped runs]."""
         if not 1 <= first <= last <= self.episode_lengths.shape[0]:
             raise ValueError(f"episodes {first}..{last} are outside 1..{self.episode_lengths.shape[0]}")
-        return self.episode_lengths[first - 1 : last].mean(axis=0, dtype=np.float64)
+        return self.episode_lengths[first - 1 : last, ~self.trapped].mean(axis=0, dtype=np.float64)
 
 
 def run_sarsa(n_runs: int, n_episodes: int, alpha, n: int = 1, *, epsilon: float = 0.0,
               gamma: float = 1.0, seed: int | np.random.SeedSequence = 0, coder: TileCoder = MOUNTAIN_CAR_CODER,
-              progress: bool = False) -> SarsaRun:
+              max_episode_steps: int | None = None, progress: bool = False) -> SarsaRun:
     """n-step semi-gradient Sarsa (one-step for n = 1) on n_runs independent Mountain Cars.
 
     Each run has its own weights w[r] [A, F], its own car and its own episode counter; a run that
@@ -216,6 +228,12 @@ def run_sarsa(n_runs: int, n_episodes: int, alpha, n: int = 1, *, epsilon: float
 
     alpha: one step size, or one per run [R]: runs with different step sizes are independent, so a
     whole parameter study can share one batch (Figure 10.2's three step sizes in one call).
+
+    max_episode_steps: give up on a run whose episode has not reached the goal after this many
+    steps (None: never, as in the book). Greedy Sarsa can be trapped for good: at the valley floor
+    at rest, nearby states share all 8 tiles, the three action values fall together, and the
+    greedy choice cycles through forward, none and reverse without ever building up speed. About
+    one run in a thousand never finishes its first episode; such runs are marked `trapped`.
 
     Per-run state, with the run axis first: a ring buffer of the last n + 1 tiles [n+1, R, T],
     actions and rewards [n+1, R], and t [R], the time step within each run's current episode.
@@ -270,7 +288,6 @@ def run_sarsa(n_runs: int, n_episodes: int, alpha, n: int = 1, *, epsilon: float
     tiles_buf[0] = coder(obs)
     actions_buf[0] = choose(runs, tiles_buf[0])
     t = np.zeros(R, dtype=np.int64)
-    iterations = 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -311,7 +328,13 @@ def run_sarsa(n_runs: int, n_episodes: int, alpha, n: int = 1, *, epsilon: float
             if bar is not None:
                 bar.update(ended.size)
         t[go_on] += 1
-        iterations += 1
+        if max_episode_steps is not None:
+            over = np.flatnonzero(~env.finished & (env.steps >= max_episode_steps))
+            if over.size:
+                env.stop(over)
+                if bar is not None:
+                    bar.update(int((n_episodes - env.episode[over]).sum()))
     if bar is not None:
         bar.close()
-    return SarsaRun(episode_lengths=env.episode_lengths.copy(), w=w)
+    return SarsaRun(episode_lengths=env.episode_lengths.copy(), w=w, trapped=env.stopped.copy(),
+                    final_obs=env._obs(), final_actions=actions_buf[t % size, runs])

@@ -137,6 +137,7 @@ class MountainCarBatch:
     `obs` stays at the goal, and `step` ignores its action and reports reward 0 and terminated
     False. `all_finished` says when every car is done. `episode_lengths` [E, R] records the number
     of steps of every episode (episode-major, like the [T, R] layout of rollouts); 0 = not yet run.
+    `stop(cars)` finishes cars early (an experiment gives up on them); `stopped` [R] marks them.
     """
 
     def __init__(self, n_cars: int, rng: np.random.Generator, n_episodes: int | None = None):
@@ -150,6 +151,7 @@ class MountainCarBatch:
         self.steps = np.zeros(self.n_cars, dtype=np.int64)  # steps in each car's current episode
         self.episode = np.zeros(self.n_cars, dtype=np.int64)  # episodes completed by each car
         self.finished = np.zeros(self.n_cars, dtype=bool)
+        self.stopped = np.zeros(self.n_cars, dtype=bool)
         self.episode_lengths = np.zeros((n_episodes or 0, self.n_cars), dtype=np.int64)  # [E, R]
         self._started = False
 
@@ -167,9 +169,17 @@ class MountainCarBatch:
         self.steps[:] = 0
         self.episode[:] = 0
         self.finished[:] = False
+        self.stopped[:] = False
         self.episode_lengths[:] = 0
         self._started = True
         return self._obs(), {}
+
+    def stop(self, cars) -> None:
+        """Finish the given cars now, in the middle of their episode (indices or a bool mask [R])."""
+        mask = np.zeros(self.n_cars, dtype=bool)
+        mask[cars] = True
+        self.stopped |= mask & ~self.finished
+        self.finished |= mask
 
     def step(self, actions):
         if not self._started:
