@@ -18,7 +18,7 @@
   with `stats.equivalence` against our reference (autograder/references/ch06_function_approximation.json,
   1000 runs per setting). The grader's car counts the steps itself.
 
-Greedy Sarsa can be trapped for good (about one run in 1800, in its first episode; see the lesson):
+Greedy Sarsa can be trapped for good (about one run in 1800 in its first episode, fewer later; see the lesson):
 a run whose episode passes MAX_EPISODE_STEPS is given up and replaced by a run with a new seed, at
 most MAX_TRAPPED times per check. The references give up on runs the same way.
 """
@@ -524,10 +524,12 @@ def _curve_runs(check: Check, fn, kind: str, config: CurveConfig, seed: int) -> 
             trapped += 1
             if trapped > MAX_TRAPPED:
                 done = [sum(r) for r in runs]
+                ref = load_reference()["checks"][config.key]
                 raise _TooManyTrapped(
                     f"{config.label}: {trapped} runs were trapped: an episode passed {MAX_EPISODE_STEPS} steps without "
-                    f"reaching the goal (runs that finished: {len(runs)}). A correct learner is trapped in about 1 run in "
-                    f"1800. Look at the tile coder (floor, not int(), for negative numbers) and at the update."
+                    f"reaching the goal (runs that finished: {len(runs)}). A correct learner rarely is: {ref['trapped']} of "
+                    f"{ref['n_runs']} reference runs of this experiment. Look at the tile coder (floor, not int(), for "
+                    f"negative numbers) and at the update."
                     + (f" Total steps of the finished runs: {done}." if done else "")) from None
             continue
         if len(car.lengths) != config.n_episodes:
