@@ -23,6 +23,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -116,7 +117,7 @@ def train(config: A2CConfig) -> Result:
     T, N = config.num_steps, config.num_envs
     envs = make_vector(config.env_id, N, backend=config.backend)
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    continuous = act_space.__class__.__name__ == "Box"
+    continuous = isinstance(act_space, gym.spaces.Box)
 
     # ----------------------------------------------------------------------------------- networks
     agent = ActorCritic(obs_space, act_space, config.hidden).to(device)

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from rlcore import distributed
@@ -176,7 +177,7 @@ def train(config: PPOConfig) -> Result:
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     obs_norm = ObsNormalizer(obs_space.shape) if config.norm_obs else None
     reward_scaler = RewardScaler(local_num_envs, config.gamma) if config.norm_reward else None
-    continuous = act_space.__class__.__name__ == "Box"
+    continuous = isinstance(act_space, gym.spaces.Box)
 
     # ----------------------------------------------------------------------------------- networks
     agent = ActorCritic(obs_space, act_space, config.hidden).to(device)

@@ -419,3 +419,15 @@ def test_bad_config_raises(algo, overrides, match):
 def test_unknown_backend_is_reported_before_training():
     with pytest.raises(ValueError, match="backend"):
         train("a2c", "CartPole-v1", backend="threads", **CARTPOLE_CONFIGS["a2c"])
+
+
+def test_ppo_runs_a_box_action_space_with_normalization(tmp_path):
+    """Continuous control: a Gaussian policy on Pendulum-v1 (actions clipped to [-2, 2] for the env),
+    with observation and reward normalization; the run logs its episodes and a finite loss."""
+    result = ppo.train(ppo.PPOConfig(env_id="Pendulum-v1", num_envs=2, num_steps=200, total_timesteps=800, norm_obs=True,
+                             norm_reward=True, progress=False, run_dir=str(tmp_path)))
+    assert result.agent.continuous
+    assert result.episode_returns.size == 4  # Pendulum episodes are cut at 200 steps
+    assert np.all(result.episode_lengths == 200)
+    assert np.isfinite([v for _, v in result.history["losses/value_loss"]]).all()
+    assert (tmp_path / "checkpoint.pt").exists()
