@@ -24,14 +24,15 @@ ALGORITHMS = {"ppo": "PPOConfig", "dqn": "DQNConfig", "a2c": "A2CConfig", "reinf
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The docstring written under each field of a dataclass (Python keeps none of them at run time)."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
-                and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str):
-            docs[node.target.id] = nxt.value.value.strip()
+    """The docstring written under each field of a dataclass and of its dataclass bases (Python keeps
+    none of them at run time)."""
+    docs: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        body = ast.parse(inspect.getsource(klass)).body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
+                    and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = nxt.value.value.strip()
     return docs
 
 
@@ -47,7 +48,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One flag per dataclass field: --field-name, typed from the annotation, help from the field's docstring."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
+    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)}
+    # The algorithm's own hyperparameters first, the shared run options (rlcore.config.RunOptions) after them.
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name in inherited):
         flag = "--" + f.name.replace("_", "-")
         flags = [flag, "--env"] if f.name == "env_id" else [flag]
         hint = hints[f.name]

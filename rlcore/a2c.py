@@ -29,6 +29,7 @@ import torch
 
 from rlcore.buffers import Rollout
 from rlcore.checkpoint import load_checkpoint, save_checkpoint
+from rlcore.config import RunOptions
 from rlcore.envs import make_vector
 from rlcore.metrics import Recorder, Result
 from rlcore.nets import ActorCritic
@@ -39,7 +40,7 @@ from rlcore.seeding import env_seed, seed_everything
 
 
 @dataclass(frozen=True)
-class A2CConfig:
+class A2CConfig(RunOptions):
     """Hyperparameters of an A2C run. Defaults follow SB3's A2C (16 envs here, for the fast backend)."""
 
     env_id: str = "CartPole-v1"
@@ -68,26 +69,11 @@ class A2CConfig:
     """Normalize advantages over the batch (off in the original A2C)."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the actor and of the critic."""
-    backend: str = "auto"
-    """Vector-env backend: auto, fast, serial or subprocess."""
-    device: str = "cpu"
-    """torch device."""
-    torch_threads: int = 1
-    """Intra-op threads on CPU."""
-    run_dir: str | None = None
-    """Where metrics.csv, config.json and checkpoint.pt go (None: nothing written)."""
     checkpoint_every: int = 1000
     """Save a checkpoint every this many updates when run_dir is set."""
-    progress: bool = True
-    """Show a progress bar."""
-    tensorboard: bool = False
-    """Also write TensorBoard event files."""
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs", "num_steps", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"A2CConfig.{name} must be a positive integer, got {value!r}.")
+        self.require_positive("total_timesteps", "num_envs", "num_steps", "checkpoint_every")
         if self.total_timesteps < self.batch_size:
             raise ValueError(f"total_timesteps = {self.total_timesteps} is less than one update "
                              f"(num_envs * num_steps = {self.batch_size}); raise it or shrink the rollout.")
@@ -109,9 +95,7 @@ def train(config: A2CConfig) -> Result:
     """Train A2C; returns the actor-critic and its training curve. Resumes from run_dir/checkpoint.pt if present."""
     # ------------------------------------------------------------------------------------ seeding
     seed_everything(config.seed)
-    if config.device == "cpu":
-        torch.set_num_threads(config.torch_threads)
-    device = torch.device(config.device)
+    device = config.torch_device()
 
     # --------------------------------------------------------------------------------------- envs
     T, N = config.num_steps, config.num_envs

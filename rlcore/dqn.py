@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from rlcore.buffers import ReplayBuffer
 from rlcore.checkpoint import load_checkpoint, save_checkpoint
+from rlcore.config import RunOptions
 from rlcore.envs import make_vector
 from rlcore.metrics import Recorder, Result
 from rlcore.nets import QNetwork
@@ -39,7 +40,7 @@ from rlcore.seeding import env_seed, seed_everything
 
 
 @dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(RunOptions):
     """Hyperparameters of a DQN run. Defaults are CleanRL dqn.py's for classic control."""
 
     env_id: str = "CartPole-v1"
@@ -82,27 +83,12 @@ class DQNConfig:
     """Clip the gradient norm (None: no clipping)."""
     hidden: tuple[int, ...] = (120, 84)
     """Hidden layer sizes of the Q-network."""
-    backend: str = "auto"
-    """Vector-env backend: auto, fast, serial or subprocess."""
-    device: str = "cpu"
-    """torch device."""
-    torch_threads: int = 1
-    """Intra-op threads on CPU."""
-    run_dir: str | None = None
-    """Where metrics.csv, config.json and checkpoint.pt go (None: nothing written)."""
     checkpoint_every: int = 50_000
     """Save a checkpoint (with the replay buffer) every this many environment steps when run_dir is set."""
-    progress: bool = True
-    """Show a progress bar."""
-    tensorboard: bool = False
-    """Also write TensorBoard event files."""
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency",
-                     "target_network_frequency", "gradient_steps", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"DQNConfig.{name} must be a positive integer, got {value!r}.")
+        self.require_positive("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency",
+                     "target_network_frequency", "gradient_steps", "checkpoint_every")
         if not isinstance(self.learning_starts, (int, np.integer)) or self.learning_starts < 0:
             raise ValueError(f"DQNConfig.learning_starts must be a non-negative integer, got {self.learning_starts!r}.")
         if not 0 <= self.gamma <= 1:
@@ -140,9 +126,7 @@ def train(config: DQNConfig) -> Result:
     """Train DQN; returns the Q-network and its training curve. Resumes from run_dir/checkpoint.pt if present."""
     # ------------------------------------------------------------------------------------ seeding
     rng = seed_everything(config.seed)
-    if config.device == "cpu":
-        torch.set_num_threads(config.torch_threads)
-    device = torch.device(config.device)
+    device = config.torch_device()
 
     # --------------------------------------------------------------------------------------- envs
     envs = make_vector(config.env_id, config.num_envs, backend=config.backend)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from rlcore import distributed
 from rlcore.checkpoint import load_checkpoint, save_checkpoint
+from rlcore.config import RunOptions
 from rlcore.envs import make_vector
 from rlcore.buffers import Rollout
 from rlcore.metrics import Recorder, Result
@@ -50,7 +51,7 @@ from rlcore.seeding import env_seed, seed_everything
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(RunOptions):
     """Hyperparameters of a PPO run. Defaults are CleanRL ppo.py's for classic control."""
 
     env_id: str = "CartPole-v1"
@@ -95,29 +96,15 @@ class PPOConfig:
     """Scale rewards by the running std of the discounted return."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the actor and of the critic."""
-    backend: str = "auto"
-    """Vector-env backend: auto (fast when rlcore.envs.fast has the env, else serial), fast, serial, subprocess."""
-    device: str = "cpu"
-    """torch device of the networks, e.g. cpu or cuda."""
-    torch_threads: int = 1
-    """Intra-op threads on CPU. 1 is fastest for small networks (more threads stall on shared cores)."""
     stop_at_return: float | None = None
     """Stop once the mean return of the last 100 training episodes reaches this (None: run to the end).
     The learning-rate schedule still spans total_timesteps, so stopping never changes the updates before it."""
-    run_dir: str | None = None
-    """Where metrics.csv, config.json and checkpoint.pt go (None: nothing written)."""
     checkpoint_every: int = 50
     """Save a checkpoint every this many iterations (and at the end) when run_dir is set."""
-    progress: bool = True
-    """Show a progress bar."""
-    tensorboard: bool = False
-    """Also write TensorBoard event files to run_dir."""
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"PPOConfig.{name} must be a positive integer, got {value!r}.")
+        self.require_positive("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+                              "checkpoint_every")
         if self.batch_size % self.num_minibatches:
             raise ValueError(f"the batch of num_envs * num_steps = {self.batch_size} samples does not split into "
                              f"num_minibatches = {self.num_minibatches} equal minibatches; choose a divisor.")
@@ -168,9 +155,7 @@ def train(config: PPOConfig) -> Result:
         raise ValueError("norm_obs and norm_reward keep running statistics per process, which would give each "
                          "rank a different input scale; run them with one process.")
     rng = seed_everything(config.seed, rank)
-    if config.device == "cpu":
-        torch.set_num_threads(config.torch_threads)
-    device = torch.device(config.device)
+    device = config.torch_device()
 
     # --------------------------------------------------------------------------------------- envs
     envs = make_vector(config.env_id, local_num_envs, backend=config.backend)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rlcore.checkpoint import load_checkpoint, save_checkpoint
+from rlcore.config import RunOptions
 from rlcore.envs import make_vector
 from rlcore.metrics import Recorder, Result
 from rlcore.nets import ActorCritic
@@ -39,7 +40,7 @@ from rlcore.seeding import env_seed, seed_everything
 
 
 @dataclass(frozen=True)
-class REINFORCEConfig:
+class REINFORCEConfig(RunOptions):
     """Hyperparameters of a REINFORCE run (defaults solve CartPole-v1 in about 200k steps)."""
 
     env_id: str = "CartPole-v1"
@@ -60,26 +61,11 @@ class REINFORCEConfig:
     """Normalize the weights G_t - b(s_t) to mean 0, std 1 over the batch."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (and baseline) network."""
-    backend: str = "auto"
-    """Vector-env backend: auto, fast, serial or subprocess."""
-    device: str = "cpu"
-    """torch device."""
-    torch_threads: int = 1
-    """Intra-op threads on CPU."""
-    run_dir: str | None = None
-    """Where metrics.csv, config.json and checkpoint.pt go (None: nothing written)."""
     checkpoint_every: int = 50
     """Save a checkpoint every this many updates when run_dir is set."""
-    progress: bool = True
-    """Show a progress bar."""
-    tensorboard: bool = False
-    """Also write TensorBoard event files."""
 
     def __post_init__(self):
-        for name in ("total_timesteps", "num_envs", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"REINFORCEConfig.{name} must be a positive integer, got {value!r}.")
+        self.require_positive("total_timesteps", "num_envs", "checkpoint_every")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}.")
 
@@ -100,9 +86,7 @@ def train(config: REINFORCEConfig) -> Result:
     """Train REINFORCE; returns the policy (an ActorCritic whose critic is the baseline) and its curve."""
     # ------------------------------------------------------------------------------------ seeding
     rng = seed_everything(config.seed)
-    if config.device == "cpu":
-        torch.set_num_threads(config.torch_threads)
-    device = torch.device(config.device)
+    device = config.torch_device()
 
     # --------------------------------------------------------------------------------------- envs
     N = config.num_envs
