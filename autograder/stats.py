@@ -115,6 +115,13 @@ def equivalence(
                    {"n": int(x.size), "se": se, "ref_se": float(ref_se), "margin": float(margin), "z": z})
 
 
+def equivalence_to(samples, entry: dict, *, margin: float, z: float = 3.0, metric: str = "value") -> Verdict:
+    """`equivalence` against a reference entry as stored in autograder/references: {"mean": its mean,
+    "sd": the SD of one run, "n": its number of runs}; the reference's SE is sd / sqrt(n)."""
+    return equivalence(samples, ref_mean=entry["mean"], ref_se=entry["sd"] / np.sqrt(entry["n"]), margin=margin,
+                       z=z, metric=metric)
+
+
 def non_inferiority(
     seed_values,
     *,

@@ -356,3 +356,14 @@ def test_verdict_to_dict_is_json_friendly():
 def test_exact_equal_infinities_match():
     # UCB scores untried arms +inf: an expected +inf is met by an actual +inf.
     assert stats.exact([np.inf, 1.0], [np.inf, 1.0], atol=1e-9).passed
+
+
+def test_equivalence_to_reads_a_reference_entry():
+    """equivalence_to(samples, {"mean", "sd", "n"}) is equivalence with ref_se = sd / sqrt(n)."""
+    x = np.random.default_rng(4).normal(1.0, 0.5, size=200)
+    entry = {"mean": 1.02, "sd": 0.5, "n": 10_000}
+    got = stats.equivalence_to(x, entry, margin=0.01, z=3.0, metric="m")
+    want = stats.equivalence(x, ref_mean=1.02, ref_se=0.005, margin=0.01, z=3.0, metric="m")
+    assert got.to_dict() == want.to_dict()
+    far = stats.equivalence_to(x + 1.0, entry, margin=0.01, metric="m")
+    assert not far.passed

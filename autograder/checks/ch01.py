@@ -118,10 +118,7 @@ def judge(config: Config, run: ref.BanditRun, reference: dict | None = None) -> 
     for m in config.metrics:
         r = entry[m.name]
         samples = run.per_run(m.kind, m.first, m.last)  # [R]
-        verdicts.append(stats.equivalence(
-            samples, ref_mean=r["mean"], ref_se=r["sd"] / np.sqrt(r["n"]), margin=m.margin,
-            z=3.0, metric=f"{config.label}: {m.name}",
-        ))
+        verdicts.append(stats.equivalence_to(samples, r, margin=m.margin, z=3.0, metric=f"{config.label}: {m.name}"))
     return verdicts
 
 

@@ -708,9 +708,8 @@ def judge_is(ordinary: np.ndarray, weighted: np.ndarray, reference: dict | None 
     for name, first, last in IS_WINDOWS:
         x = window_log_mse(ordinary if name == "ordinary" else weighted, value, first, last)
         r = fig["windows"][f"{name} {first}-{last}"]
-        verdicts.append(stats.equivalence(
-            x, ref_mean=r["mean"], ref_se=r["sd"] / np.sqrt(r["n"]), margin=IS_MARGIN, z=z,
-            metric=f"{name} IS, log10 MSE over episodes {first}-{last}"))
+        verdicts.append(stats.equivalence_to(x, r, margin=IS_MARGIN, z=z,
+                                             metric=f"{name} IS, log10 MSE over episodes {first}-{last}"))
     return verdicts
 
 

@@ -120,8 +120,7 @@ def load_reference() -> dict:
 
 
 def _equivalence(samples: np.ndarray, entry: dict, margin: float, z: float, metric: str) -> stats.Verdict:
-    return stats.equivalence(samples, ref_mean=entry["mean"], ref_se=entry["sd"] / np.sqrt(entry["n"]),
-                             margin=margin, z=z, metric=metric)
+    return stats.equivalence_to(samples, entry, margin=margin, z=z, metric=metric)
 
 
 def judge_walk(errors: dict[str, np.ndarray], reference: dict | None = None) -> list[stats.Verdict]:

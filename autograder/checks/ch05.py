@@ -472,9 +472,8 @@ def nstep_td(fn, *, budget_s: float = 30.0) -> None:
         verdicts = {}
         for point in NSTEP_POINTS:
             entry = reference["nstep"]["points"][point.key]
-            verdicts[point.key] = stats.equivalence(
-                learner[point.key], ref_mean=entry["mean"], ref_se=entry["sd"] / np.sqrt(entry["n"]),
-                margin=NSTEP_MARGIN, z=3.0, metric=f"RMS error at {point.key} ({point.role})")
+            verdicts[point.key] = stats.equivalence_to(
+                learner[point.key], entry, margin=NSTEP_MARGIN, z=3.0, metric=f"RMS error at {point.key} ({point.role})")
             check.verdict(verdicts[point.key])
         # 3. The shape of the figure, from the learner's own runs.
         low_n, mid, high_n, wild = (learner[p.key] for p in NSTEP_POINTS)
@@ -722,9 +721,8 @@ def dyna_q(fn, *, budget_s: float = 60.0) -> None:
                 check.verdict(_first_episode_verdict(steps[0], entry["exact_mean"], entry["exact_sd"]))
             metric = reference["configs"][config.key]["metric"]
             samples = steps[config.first - 1 : config.last].mean(axis=0)  # [R]
-            verdicts[config.key] = stats.equivalence(
-                samples, ref_mean=metric["mean"], ref_se=metric["sd"] / np.sqrt(metric["n"]),
-                margin=config.margin, z=3.0, metric=config.metric)
+            verdicts[config.key] = stats.equivalence_to(samples, metric, margin=config.margin, z=3.0,
+                                                        metric=config.metric)
             check.verdict(verdicts[config.key])
             if not all(v.passed for v in check.verdicts):
                 break

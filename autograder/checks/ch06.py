@@ -127,8 +127,7 @@ def judge(config: CurveConfig, lengths: np.ndarray, reference: dict | None = Non
     for m in config.metrics:
         r = entry[m.name]
         samples = lengths[m.first - 1 : m.last].mean(axis=0)  # [R]
-        verdicts.append(stats.equivalence(samples, ref_mean=r["mean"], ref_se=r["sd"] / math.sqrt(r["n"]),
-                                          margin=m.margin, z=3.0, metric=f"{config.label}: {m.name}"))
+        verdicts.append(stats.equivalence_to(samples, r, margin=m.margin, z=3.0, metric=f"{config.label}: {m.name}"))
     return verdicts
 
 
@@ -587,7 +586,7 @@ def _curve_check(fn, kind: str, configs: tuple[CurveConfig, ...], visible_seed: 
         reference = load_reference()
         panels, all_verdicts = [], []
         for index, config in enumerate(configs):
-            lengths, means, trapped = [], [], 0
+            lengths, trapped = [], 0
             for seed in seeds:
                 try:
                     runs, t = _curve_runs(check, fn, kind, config, seed * 100 + index)
