@@ -7,7 +7,7 @@
     rlcore.envs.fast                              batched NumPy environments for throughput
 """
 
-from rlcore.envs.make import make_env, make_vector
+from rlcore.envs.make import given_or_made, make_env, make_vector
 from rlcore.envs.vector import SerialVectorEnv, SubprocessVectorEnv, VectorEnv
 
-__all__ = ["make_env", "make_vector", "VectorEnv", "SerialVectorEnv", "SubprocessVectorEnv"]
+__all__ = ["given_or_made", "make_env", "make_vector", "VectorEnv", "SerialVectorEnv", "SubprocessVectorEnv"]

@@ -69,6 +69,24 @@ def make_vector(env_id: str, num_envs: int, *, backend: str = "serial", seed: in
     return SubprocessVectorEnv(env_id, num_envs, num_workers=num_workers, seed=seed, env_kwargs=env_kwargs)
 
 
+def given_or_made(envs: Any, env_id: str, num_envs: int, backend: str) -> tuple[Any, bool]:
+    """The vector env a training function should use: `envs` when the caller passed one (checked to hold
+    num_envs environments), else a new `make_vector(env_id, num_envs, backend=backend)`.
+
+    Returns (envs, owned): a training function closes only the environments it made.
+    """
+    if envs is None:
+        return make_vector(env_id, num_envs, backend=backend), True
+    for name in ("reset", "step", "num_envs", "single_observation_space", "single_action_space"):
+        if not hasattr(envs, name):
+            raise TypeError(f"envs must follow the rlcore vector-env protocol (rlcore.envs.VectorEnv); it has no "
+                            f"{name!r}. Build one with rlcore.envs.make_vector.")
+    if envs.num_envs != num_envs:
+        raise ValueError(f"the envs passed hold {envs.num_envs} environments but the config says num_envs = "
+                         f"{num_envs}; make them agree.")
+    return envs, False
+
+
 def _fast_class(env_id: str, *, required: bool) -> type | None:
     """The rlcore.envs.fast class for env_id, or None (an error if `required`)."""
     name = FAST_ENVS.get(env_id)
