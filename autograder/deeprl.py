@@ -37,7 +37,7 @@ import numpy as np
 
 from autograder import stats
 from autograder.feedback import Panel, curve_figure
-from autograder.protocol import Check, LearnerCodeError, grading_seeds
+from autograder.protocol import Check, grading_seeds
 
 WINDOW = 100
 """Episodes in the graded mean (CleanRL's last-100 training-episode mean)."""
