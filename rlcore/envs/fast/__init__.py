@@ -7,8 +7,11 @@ episode statistics) and reproduces its Gymnasium counterpart exactly: the tests 
     from rlcore.envs.fast import CartPole
     envs = CartPole(num_envs=64)
     obs, info = envs.reset(seed=0)          # obs [64, 4] float32
+
+    from rlcore.envs.fast import Acrobot    # Acrobot-v1: obs [N, 6], actions in {0, 1, 2}
 """
 
+from rlcore.envs.fast.acrobot import Acrobot
 from rlcore.envs.fast.cartpole import CartPole
 
-__all__ = ["CartPole"]
+__all__ = ["Acrobot", "CartPole"]
