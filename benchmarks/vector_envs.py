@@ -1,12 +1,14 @@
-"""Vector-env throughput on CartPole-v1: rlcore's backends against Gymnasium's own vector envs.
+"""Vector-env throughput on CartPole-v1 and Acrobot-v1: rlcore's backends against Gymnasium's own vector envs.
 
 What a learner would otherwise use is `gymnasium.vector.SyncVectorEnv` (a loop in one process) or
-`AsyncVectorEnv` (one process per env). All run the same `gym.make("CartPole-v1")` envs with
+`AsyncVectorEnv` (one process per env). All run the same `gym.make(env_id)` envs with
 SAME-STEP autoreset and the same pre-drawn random actions, in one run of this script, and we report
 environment steps per second (num_envs x vector steps / seconds, best of 3 interleaved rounds) and
 the ratio to rlcore's serial backend at the same N. Start-up (process creation) is timed separately and not in the rate.
+Where rlcore.envs.fast has a batched version of the env (CartPole-v1, Acrobot-v1), it runs too, and
+its ratio to SyncVectorEnv is reported.
 
-    python benchmarks/vector_envs.py [--num-envs 1 8 64] [--env-steps 20000]
+    python benchmarks/vector_envs.py [--env-id CartPole-v1 Acrobot-v1] [--num-envs 1 8 64] [--env-steps 20000]
 
 CartPole's step is ~10 microseconds of Python, cheaper than a pipe round trip, so this is the
 worst case for processes: they pay off only when an env step costs more than the communication
@@ -20,6 +22,7 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -28,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlcore.envs import SerialVectorEnv, SubprocessVectorEnv, make_env
+from rlcore.envs.make import FAST_ENVS
 
 
 def gymnasium_sync(env_id: str, n: int, env_kwargs: dict):
@@ -40,9 +44,9 @@ def gymnasium_async(env_id: str, n: int, env_kwargs: dict):
                                      autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def fast_cartpole(env_id: str, n: int, env_kwargs: dict):
+def rlcore_fast(env_id: str, n: int, env_kwargs: dict):
     from rlcore.envs import fast
-    return fast.CartPole(n)
+    return getattr(fast, FAST_ENVS[env_id])(n, **env_kwargs)
 
 
 def candidates(env_id: str, n: int) -> dict:
@@ -58,8 +62,8 @@ def candidates(env_id: str, n: int) -> dict:
             e, n, num_workers=2, shared_memory=False, env_kwargs=kw)
     result["gymnasium SyncVectorEnv"] = gymnasium_sync
     result["gymnasium AsyncVectorEnv"] = gymnasium_async
-    if env_id == "CartPole-v1" and importlib.util.find_spec("rlcore.envs.fast") is not None:
-        result["rlcore fast (NumPy)"] = fast_cartpole
+    if env_id in FAST_ENVS and importlib.util.find_spec("rlcore.envs.fast") is not None:
+        result["rlcore fast (NumPy)"] = rlcore_fast
     return result
 
 
@@ -67,7 +71,8 @@ def measure_all(makers: dict, env_id: str, n: int, vector_steps: int, env_kwargs
                 seed: int = 0) -> list[dict]:
     """Build every backend, then time `vector_steps` steps of each in `repeats` interleaved rounds
     and keep each one's best round: on a shared machine the slow rounds measure the neighbours."""
-    actions = np.random.default_rng(seed).integers(0, 2, size=(vector_steps + 10, n))
+    num_actions = make_env(env_id, **env_kwargs).action_space.n
+    actions = np.random.default_rng(seed).integers(0, num_actions, size=(vector_steps + 10, n))
     built, startup = {}, {}
     try:
         for name, make in makers.items():
@@ -87,14 +92,14 @@ def measure_all(makers: dict, env_id: str, n: int, vector_steps: int, env_kwargs
     finally:
         for envs in built.values():
             envs.close()
-    return [{"backend": name, "num_envs": n, "vector_steps": vector_steps, "best_seconds": round(best[name], 4),
+    return [{"env_id": env_id, "backend": name, "num_envs": n, "vector_steps": vector_steps, "best_seconds": round(best[name], 4),
              "steps_per_s": round(n * vector_steps / best[name]), "startup_s": round(startup[name], 3)}
             for name in built]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env-id", default="CartPole-v1")
+    parser.add_argument("--env-id", nargs="+", default=["CartPole-v1", "Acrobot-v1"])
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--env-steps", type=int, default=20000,
                         help="environment steps per measurement (num_envs x vector steps)")
@@ -106,34 +111,38 @@ def main() -> None:
     env_kwargs = {} if args.step_seconds is None else {"step_seconds": args.step_seconds}
 
     rows = []
-    print(f"{'N':>3}  {'backend':<36} {'steps/s':>10}  {'vs serial':>9}  {'start-up':>8}")
-    for n in args.num_envs:
-        vector_steps = max(50, args.env_steps // n)
-        measured = measure_all(candidates(args.env_id, n), args.env_id, n, vector_steps, env_kwargs, args.repeats)
-        baseline = measured[0]["steps_per_s"]  # the first candidate is rlcore serial
-        for row in measured:
-            row["vs_rlcore_serial"] = round(row["steps_per_s"] / baseline, 2)
-            rows.append(row)
-            print(f"{n:>3}  {row['backend']:<36} {row['steps_per_s']:>10,}  {row['vs_rlcore_serial']:>8}x  "
-                  f"{row['startup_s']:>7.2f}s", flush=True)
+    for env_id in args.env_id:
+        print(f"\n{env_id}\n{'N':>3}  {'backend':<36} {'steps/s':>10}  {'vs serial':>9}  {'start-up':>8}")
+        for n in args.num_envs:
+            vector_steps = max(50, args.env_steps // n)
+            measured = measure_all(candidates(env_id, n), env_id, n, vector_steps, env_kwargs, args.repeats)
+            baseline = measured[0]["steps_per_s"]  # the first candidate is rlcore serial
+            for row in measured:
+                row["vs_rlcore_serial"] = round(row["steps_per_s"] / baseline, 2)
+                rows.append(row)
+                print(f"{n:>3}  {row['backend']:<36} {row['steps_per_s']:>10,}  {row['vs_rlcore_serial']:>8}x  "
+                      f"{row['startup_s']:>7.2f}s", flush=True)
 
-    def rate(name: str, n: int) -> float | None:
-        return next((r["steps_per_s"] for r in rows if r["backend"] == name and r["num_envs"] == n), None)
+    def rate(env_id: str, name: str, n: int) -> float | None:
+        return next((r["steps_per_s"] for r in rows
+                     if r["env_id"] == env_id and r["backend"] == name and r["num_envs"] == n), None)
 
     comparisons = {}
-    for n in args.num_envs:
-        pairs = {"rlcore serial / gymnasium SyncVectorEnv": ("rlcore serial", "gymnasium SyncVectorEnv"),
-                 "rlcore subprocess 2 workers / gymnasium AsyncVectorEnv":
-                     ("rlcore subprocess 2 workers", "gymnasium AsyncVectorEnv"),
-                 "shared memory / pipes (2 workers)":
-                     ("rlcore subprocess 2 workers", "rlcore subprocess 2 workers, pipes")}
-        for label, (a, b) in pairs.items():
-            if rate(a, n) and rate(b, n):
-                comparisons[f"N={n}: {label}"] = round(rate(a, n) / rate(b, n), 2)
+    pairs = {"rlcore serial / gymnasium SyncVectorEnv": ("rlcore serial", "gymnasium SyncVectorEnv"),
+             "rlcore subprocess 2 workers / gymnasium AsyncVectorEnv":
+                 ("rlcore subprocess 2 workers", "gymnasium AsyncVectorEnv"),
+             "shared memory / pipes (2 workers)":
+                 ("rlcore subprocess 2 workers", "rlcore subprocess 2 workers, pipes"),
+             "rlcore fast (NumPy) / gymnasium SyncVectorEnv": ("rlcore fast (NumPy)", "gymnasium SyncVectorEnv")}
+    for env_id in args.env_id:
+        for n in args.num_envs:
+            for label, (a, b) in pairs.items():
+                if rate(env_id, a, n) and rate(env_id, b, n):
+                    comparisons[f"{env_id} N={n}: {label}"] = round(rate(env_id, a, n) / rate(env_id, b, n), 2)
 
-    print("\n" + "\n".join(f"{k:<64} {v}" for k, v in comparisons.items()))
+    print("\n" + "\n".join(f"{k:<80} {v}" for k, v in comparisons.items()))
     result = {
-        "benchmark": f"vector env steps per second, {args.env_id}, random actions, SAME-STEP autoreset, best of {args.repeats} interleaved rounds",
+        "benchmark": f"vector env steps per second, {', '.join(args.env_id)}, random actions, SAME-STEP autoreset, best of {args.repeats} interleaved rounds",
         "env_kwargs": env_kwargs,
         "rows": rows,
         "ratios": comparisons,
@@ -141,7 +150,7 @@ def main() -> None:
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                     "python": platform.python_version(), "numpy": np.__version__,
                     "gymnasium": gym.__version__},
-        "command": "nice -n 10 python benchmarks/vector_envs.py",
+        "command": " ".join(["nice -n 10 python benchmarks/vector_envs.py", *sys.argv[1:]]),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
