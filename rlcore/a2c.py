@@ -91,6 +91,15 @@ class A2CConfig(RunOptions):
         return self.total_timesteps // self.batch_size
 
 
+# CartPole-v1 in 120k steps: SB3's A2C (16 envs x 5 steps, RMSprop, no entropy bonus, gradient norm 0.5)
+# with the learning rate raised from 7e-4 to 2e-3 and gamma lowered from 0.99 to 0.98. Tuned for
+# chapter 10's graded curve: with gamma = 0.99 the last-100 mean at 120k steps spread from about 390
+# to 500 over seeds; with 0.98 the seeds we tried all held 500 for their last 100 episodes, and seven
+# seeds of a learner's plain loop finish in well under the check's 170 s on two cores.
+CARTPOLE_GRADED = dict(num_envs=16, num_steps=5, learning_rate=2e-3, gamma=0.98, gae_lambda=1.0, ent_coef=0.0,
+                       vf_coef=0.5, max_grad_norm=0.5, total_timesteps=120_000)
+
+
 def train(config: A2CConfig, envs=None) -> Result:
     """Train A2C; returns the actor-critic and its training curve. Resumes from run_dir/checkpoint.pt if present.
 
