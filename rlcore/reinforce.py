@@ -45,7 +45,8 @@ from rlcore.seeding import env_seed, seed_everything
 
 @dataclass(frozen=True)
 class REINFORCEConfig(RunOptions):
-    """Hyperparameters of a REINFORCE run (defaults solve CartPole-v1 in about 200k steps)."""
+    """Hyperparameters of a REINFORCE run (defaults learn CartPole-v1 well above random within 100k steps; the
+    setting tuned for it is CARTPOLE_GRADED below)."""
 
     env_id: str = "CartPole-v1"
     """Gymnasium id of the environment."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autograder import deeprl, stats
+from autograder import deeprl
 from autograder.protocol import Check, LearnerCodeError, describe
 from rlcore import reinforce as ref
 

@@ -8,7 +8,6 @@ gradient estimator check takes two functions: its variants are (log-probability,
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from rlcore.nets import mlp
