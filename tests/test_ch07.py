@@ -213,7 +213,7 @@ def test_hidden_seeds_are_used(solution, tmp_path, monkeypatch, capsys):
     hidden = tmp_path / "hidden.json"
     hidden.write_text('{"seeds": {"ch07.train_value": [4242]}}')
     monkeypatch.setenv("AUTOGRADER_HIDDEN", str(hidden))
-    results = ch07.train_value(solution["train_value"])
+    results = ch07.probe_runs(solution["train_value"])
     assert {r["seed"] for r in results} == {4242}
     assert "hidden seeds" in capsys.readouterr().out
 

@@ -618,8 +618,13 @@ def _probe_diagnosis(env_id: str, got: np.ndarray, want: np.ndarray, initial: np
     return ""
 
 
-def train_value(fn, *, budget_s: float = 60.0) -> list[dict]:
+def train_value(fn, *, budget_s: float = 60.0) -> None:
     """Check the learner's `train_value(envs, seed, total_timesteps, log) -> net` on the probes."""
+    probe_runs(fn, budget_s=budget_s)
+
+
+def probe_runs(fn, *, budget_s: float = 60.0) -> list[dict]:
+    """The check `train_value`, returning one record per run (probe, seed, learned and analytic values)."""
     results: list[dict] = []
     check_id = "ch07.train_value"
     with Check(check_id, "TD(0) value learning on the probe environments",
