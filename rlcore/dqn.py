@@ -52,7 +52,10 @@ class DQNConfig(RunOptions):
     num_envs: int = 1
     """Environments stepped together."""
     learning_rate: float = 2.5e-4
-    """Adam step size."""
+    """Adam step size (at the start, when annealed)."""
+    anneal_lr: bool = False
+    """Decay the step size linearly to 0 at total_timesteps (as PPO's anneal_lr): late updates barely move a
+    policy that is already good, so the training returns at the end of a short run stay where they got."""
     buffer_size: int = 10_000
     """Replay capacity in transitions."""
     gamma: float = 0.99
@@ -101,6 +104,14 @@ class DQNConfig(RunOptions):
             raise ValueError(f"tau must be in (0, 1], got {self.tau}.")
 
 
+# CartPole-v1 within a 2-core grading budget (7 seeds in well under 170 s). CleanRL's defaults above need 500k
+# steps; these settings were chosen on seeds 1001-1010 and measured on others (autograder/references/ch08_dqn.json).
+CARTPOLE_FAST = dict(num_envs=8, total_timesteps=100_000, learning_rate=2.3e-3, anneal_lr=True, buffer_size=100_000,
+                     gamma=0.99, target_network_frequency=256, batch_size=64, start_e=1.0, end_e=0.01,
+                     exploration_fraction=0.1, learning_starts=1000, train_frequency=256, gradient_steps=64,
+                     double_dqn=False, huber=True, max_grad_norm=10.0, hidden=(120, 84))
+
+
 def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
     """Epsilon at step t: linear from start_e at t = 0 to end_e at t = duration, then constant."""
     frac = min(t / duration, 1.0)
@@ -140,7 +151,7 @@ def train(config: DQNConfig, envs=None) -> Result:
     q_network = QNetwork(obs_space, act_space, config.hidden).to(device)
     target_network = QNetwork(obs_space, act_space, config.hidden).to(device)
     target_network.load_state_dict(q_network.state_dict())
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, fused=True)
 
     # ------------------------------------------------------------------------------------ storage
     buffer = ReplayBuffer(config.buffer_size, obs_space.shape)
@@ -185,6 +196,8 @@ def train(config: DQNConfig, envs=None) -> Result:
 
             # ---- update
             if global_step > config.learning_starts and global_step % config.train_frequency < config.num_envs:
+                if config.anneal_lr:
+                    optimizer.param_groups[0]["lr"] = config.learning_rate * (1.0 - global_step / config.total_timesteps)
                 for _ in range(config.gradient_steps):
                     batch = buffer.sample(config.batch_size, rng, device)
                     # ---- targets: no gradient through the target network
@@ -204,7 +217,8 @@ def train(config: DQNConfig, envs=None) -> Result:
                 if global_step - last_log >= 1000:
                     last_log = global_step
                     rec.log(global_step, {"losses/td_loss": loss.item(), "losses/q_values": q_taken.mean().item(),
-                                          "charts/epsilon": epsilon, "charts/sps": rec.sps(global_step)})
+                                          "charts/epsilon": epsilon, "charts/sps": rec.sps(global_step),
+                                          "charts/learning_rate": optimizer.param_groups[0]["lr"]})
                     rec.advance(global_step)
 
             if global_step - last_target_update >= config.target_network_frequency:

@@ -130,3 +130,32 @@ def test_reward_to_go_hand_computed():
     valid = torch.tensor([[1.0], [1.0], [1.0], [0.0]])
     expected = torch.tensor([[1 + 0.5 * 2 + 0.25 * 4], [2 + 0.5 * 4], [4.0], [0.0]])
     torch.testing.assert_close(reward_to_go(rewards, valid, 0.5), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CartPole preset and the annealed step size
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cartpole_preset_is_a_valid_config():
+    from rlcore.dqn import CARTPOLE_FAST, DQNConfig
+
+    config = DQNConfig(**CARTPOLE_FAST)
+    assert config.total_timesteps % config.num_envs == 0
+    assert config.train_frequency % config.num_envs == 0 and config.target_network_frequency % config.num_envs == 0
+    assert config.buffer_size >= config.total_timesteps  # the buffer keeps the whole run
+
+
+@pytest.mark.parametrize("anneal", [False, True])
+def test_anneal_lr_decays_the_step_size_linearly_to_zero(anneal):
+    from rlcore.dqn import DQNConfig, train
+
+    config = DQNConfig(env_id="CartPole-v1", num_envs=2, total_timesteps=4000, learning_rate=1e-3,
+                       anneal_lr=anneal, learning_starts=100, train_frequency=2, batch_size=8, buffer_size=500,
+                       hidden=(8,), progress=False, seed=3)
+    steps, lrs = np.array(train(config).history["charts/learning_rate"]).T
+    assert len(lrs) >= 3
+    if anneal:
+        np.testing.assert_allclose(lrs, 1e-3 * (1 - steps / 4000), rtol=1e-6)
+    else:
+        assert np.all(lrs == 1e-3)
