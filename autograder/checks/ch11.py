@@ -22,7 +22,6 @@ margin of section 6.4, on shorter budgets than CleanRL's 500k steps with the hyp
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from pathlib import Path
 
