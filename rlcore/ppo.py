@@ -146,8 +146,8 @@ CARTPOLE_FAST = dict(num_envs=32, num_steps=16, num_minibatches=1, update_epochs
                      gae_lambda=0.8, ent_coef=0.0, clip_vloss=False, total_timesteps=200_000)
 
 # Tuned for the course's graded Acrobot-v1 curve (autograder/checks/ch11.py): CARTPOLE_FAST's settings unchanged,
-# on a budget of 100k steps. On seeds 1000-1004 the last-100 mean return was -82.7 to -86.4 at 100k steps (CleanRL's
-# ppo.py: -86.36 at 500k), about 6 s of CPU per seed with the serial Gymnasium Acrobot.
+# on a budget of 100k steps. On seeds 1000-1005 the last-100 mean return was -82.7 to -86.4 at 100k steps (CleanRL's
+# ppo.py: -86.36 at 500k), about 6 s of CPU per seed with rlcore.envs.fast.Acrobot.
 ACROBOT_FAST = dict(CARTPOLE_FAST, total_timesteps=100_000)
 
 # Tuned for the continuous-control demonstration of the course (MuJoCo's InvertedPendulum-v5, `pip install
