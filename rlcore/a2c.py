@@ -91,13 +91,17 @@ class A2CConfig(RunOptions):
         return self.total_timesteps // self.batch_size
 
 
-# CartPole-v1 in 120k steps: SB3's A2C (16 envs x 5 steps, RMSprop, no entropy bonus, gradient norm 0.5)
-# with the learning rate raised from 7e-4 to 2e-3 and gamma lowered from 0.99 to 0.98. Tuned for
-# chapter 10's graded curve: with gamma = 0.99 the last-100 mean at 120k steps spread from about 390
-# to 500 over seeds; with 0.98 the seeds we tried all held 500 for their last 100 episodes, and seven
-# seeds of a learner's plain loop finish in well under the check's 170 s on two cores.
-CARTPOLE_GRADED = dict(num_envs=16, num_steps=5, learning_rate=2e-3, gamma=0.98, gae_lambda=1.0, ent_coef=0.0,
-                       vf_coef=0.5, max_grad_norm=0.5, total_timesteps=120_000)
+# CartPole-v1, graded at 80k steps: SB3's A2C (16 envs x 5 steps, RMSprop, no entropy bonus, gradient norm
+# 0.5) with the learning rate raised from 7e-4 to 1.5e-3 and gamma lowered from 0.99 to 0.98. Tuned for
+# chapter 10's graded curve, which seven seeds of a correct loop must pass at least 99% of the time. A2C's
+# last-100 means on CartPole have a heavy left tail (a seed that collapses late, to 100-430, about one
+# run in ten), so near the end of training, where most seeds sit at 500 and the SD is small, one such
+# seed among seven fails the non-inferiority rule: at 150k steps 79% of 7-seed resamples of 30 reference
+# seeds passed. Mid-curve the spread is wide and the tail no longer decides: 99.7% passed at 80k
+# (autograder/references/ch10_actor_critic.json keeps the table). Seven seeds of a learner's plain loop
+# take about half a minute of CPU on two cores.
+CARTPOLE_GRADED = dict(num_envs=16, num_steps=5, learning_rate=1.5e-3, gamma=0.98, gae_lambda=1.0, ent_coef=0.0,
+                       vf_coef=0.5, max_grad_norm=0.5, total_timesteps=80_000)
 
 
 def train(config: A2CConfig, envs=None) -> Result:
