@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from autograder.runner import DEFAULT_CELL_TIMEOUT, execute_notebook
@@ -27,8 +29,21 @@ def _check(args) -> int:
             print(f"  running cell {index + 1}/{total}", flush=True)
 
     print(f"Running {path} ...", flush=True)
-    result = execute_notebook(path, cell_timeout=args.timeout, plots_dir=args.plots,
-                              hidden_file=args.hidden, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="autograder-sandbox-") as tmp:
+        box = None
+        if args.sandbox:
+            from autograder.sandbox import Sandbox, describe_mode
+
+            scratch, sockets = Path(tmp) / "scratch", Path(tmp) / "sockets"
+            scratch.mkdir()
+            sockets.mkdir()
+            shutil.copy(path, scratch / path.name)  # the submission's own copy, the only writable place
+            path = scratch / path.name
+            readable = (str(Path(args.hidden).resolve()),) if args.hidden else ()
+            box = Sandbox(str(scratch), str(sockets), readable=readable)
+            print(f"  in a {describe_mode()}", flush=True)
+        result = execute_notebook(path, cell_timeout=args.timeout, plots_dir=args.plots,
+                                  hidden_file=args.hidden, progress=progress, sandbox=box)
     for cell in result.cells:
         mark = "✔" if cell.passed else "✘"
         print(f"{mark} {cell.grade_id:<36} {cell.score:g}/{cell.max_score:g}   ({cell.seconds:.1f} s)")
@@ -62,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--hidden", metavar="FILE", help="instructor file with hidden seeds (JSON)")
     check.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT, metavar="S",
                        help=f"seconds allowed per cell (default {DEFAULT_CELL_TIMEOUT})")
+    check.add_argument("--sandbox", action="store_true",
+                       help="run the kernel in the grading sandbox (for submissions you did not write)")
     check.add_argument("-v", "--verbose", action="store_true", help="print each cell as it runs")
     args = parser.parse_args(argv)
     return _check(args)

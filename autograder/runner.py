@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV
+
+if TYPE_CHECKING:
+    from autograder.sandbox import Sandbox
 
 DEFAULT_CELL_TIMEOUT = 600  # seconds; RL checks run experiments, nbgrader's default of 30 s is too short
 
@@ -119,12 +124,16 @@ def execute_notebook(
     hidden_file: str | Path | None = None,
     workdir: str | Path | None = None,
     progress=None,
+    sandbox: "Sandbox | None" = None,
 ) -> NotebookResult:
     """Run every cell of the notebook at `path` in a fresh kernel and grade its grade cells.
 
     Notebooks without nbgrader grade cells are graded by their check records instead (each
     `Check` in the notebook becomes one test worth 1 point). `progress(i, n, cell)` is called before
     each cell when given.
+
+    sandbox: run the kernel in this `autograder.sandbox.Sandbox` (untrusted submissions): the notebook's
+    working directory is then the sandbox's scratch directory, and plots are copied out of it afterwards.
     """
     path = Path(path)
     start = time.perf_counter()
@@ -144,9 +153,21 @@ def execute_notebook(
             env[PLOTS_ENV] = str(Path(plots_dir).resolve())
         if hidden_file:
             env[HIDDEN_ENV] = str(Path(hidden_file).resolve())
+        kwargs = {}
+        if sandbox is not None:
+            from autograder.sandbox import kernel_manager
+
+            # The kernel may write only its scratch and socket directories: records go to the socket
+            # directory, plots to the scratch directory (copied out below).
+            records_file = Path(sandbox.sockets) / "records.jsonl"
+            env[RESULTS_ENV] = str(records_file)
+            if plots_dir:
+                env[PLOTS_ENV] = str(Path(sandbox.scratch) / ".plots")
+            kwargs["km"] = kernel_manager(sandbox)
+            workdir = sandbox.scratch
         client = NotebookClient(
             nb, timeout=cell_timeout, allow_errors=True, kernel_name="python3",
-            resources={"metadata": {"path": str(workdir or path.parent)}},
+            resources={"metadata": {"path": str(workdir or path.parent)}}, **kwargs,
         )
         results, offset, error = [], 0, ""
         graded_cells = [i for i, c in enumerate(nb.cells) if _grade_info(c)[0]]
@@ -162,7 +183,12 @@ def execute_notebook(
                     client.execute_cell(cell, index)
                     text, errored = _cell_text(cell)
                 except CellTimeoutError:
+                    # The kernel may ignore the interrupt (a C loop, SIGINT ignored): stop it as a whole, and
+                    # say why the cells after this one have no result.
+                    error = (f"cell {index} did not finish within {cell_timeout} s; the kernel was stopped, so "
+                             "later cells were not run")
                     text, errored = f"this cell did not finish within {cell_timeout} s and was stopped", True
+                    client.shutdown_kernel = "immediate"
                 except DeadKernelError:
                     error = f"the kernel died while running cell {index}; later cells were not run"
                     text, errored = error, True
@@ -175,6 +201,17 @@ def execute_notebook(
                                 for r in records]
                 if error:
                     break
+            if sandbox is not None:
+                from autograder.sandbox import kill_kernel_tree
+
+                client.shutdown_kernel = "immediate"
+                kill_kernel_tree(client.km)
+        if sandbox is not None and plots_dir and (Path(sandbox.scratch) / ".plots").is_dir():
+            for png in (Path(sandbox.scratch) / ".plots").glob("*.png"):
+                shutil.copy(png, Path(plots_dir) / png.name)
+            for r in results:
+                for record in r.checks:
+                    record["plots"] = [str(Path(plots_dir) / Path(p).name) for p in record.get("plots", [])]
         if error:  # grade cells after the kernel died still get a score, with the reason
             done = {c.index for c in results}
             for index in graded_cells:

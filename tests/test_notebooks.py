@@ -1,8 +1,9 @@
 """Every chapter's notebooks, end to end, with real Jupyter kernels and real nbgrader.
 
 - exercises/ is exactly what `nbgrader generate_assignment` makes from solutions/ (never hand-edited);
-- a solution notebook passes every check, with nothing on stderr and no bare value in a grade cell;
-- nbgrader's own Validator agrees: the solution passes, the blank exercise fails every test cell;
+- a solution notebook passes every check under nbgrader's own Validator, with nothing on stderr and no
+  bare value in a grade cell (one execution per solution: the deep-RL chapters train for minutes);
+- nbgrader's Validator, inverted, sees every test cell of the blank exercise fail;
 - a blank exercise fails every check *cleanly*: each grade cell ends with the check's own message;
 - every lesson in course/ executes without an error.
 """
@@ -50,34 +51,29 @@ def test_exercise_is_in_sync_with_solution(chapter, tmp_path):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_solution_passes_every_check(chapter):
-    result = execute_notebook(solution_path(chapter))
-    assert result.cells, "no grade cells found"
-    failed = [f"{c.grade_id}: {c.output}" for c in result.cells if not c.passed]
-    assert not failed, "\n".join(failed)
-    assert all(c.checks for c in result.cells), "every grade cell must run at least one check"
-
-
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_grade_cells_write_no_stderr_and_end_in_no_value(chapter):
-    """nbgrader zeroes a grade cell with any stderr, and reads a bare number as partial credit."""
-    nb = nbformat.read(solution_path(chapter), as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(solution_path(chapter).parent)}}).execute()
-    for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            kinds = [(o.output_type, o.get("name")) for o in cell.outputs]
-            gid = cell.metadata.nbgrader.grade_id
-            assert ("stream", "stderr") not in kinds, f"{gid} wrote to stderr"
-            assert all(kind != "execute_result" for kind, _ in kinds), f"{gid} ends in a bare value"
-
-
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_nbgrader_validator_passes_the_solution(chapter):
+def test_solution_passes_under_nbgrader(chapter):
+    """One execution per solution (the deep-RL chapters train for minutes), by nbgrader's own Validator:
+    no failing test cell; each grade cell printed its check's pass line; nothing on stderr, which nbgrader
+    scores as a failure; and no bare value at the end of a grade cell, which it reads as partial credit."""
     from nbgrader.validator import Validator
 
-    results = Validator(config=_nbgrader_config()).validate(str(solution_path(chapter)))
+    class Capturing(Validator):
+        def _preprocess(self, nb):
+            self.executed = super()._preprocess(nb)
+            return self.executed
+
+    validator = Capturing(config=_nbgrader_config())
+    results = validator.validate(str(solution_path(chapter)))
     assert not results.get("failed"), results.get("failed")
+    graded = [c for c in validator.executed.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    assert graded, "no grade cells found"
+    for cell in graded:
+        gid = cell.metadata.nbgrader.grade_id
+        kinds = [(o.output_type, o.get("name")) for o in cell.outputs]
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        assert ("stream", "stderr") not in kinds, f"{gid} wrote to stderr"
+        assert all(kind != "execute_result" for kind, _ in kinds), f"{gid} ends in a bare value"
+        assert "✔" in text and "passed" in text, f"{gid} did not run a check that passed:\n{text}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
