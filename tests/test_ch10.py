@@ -6,13 +6,14 @@
 (b) rlcore.a2c.CARTPOLE_GRADED is a valid config and the loss the check compares with is rlcore.a2c's;
 (c) the committed reference data: command, seeds, calibration >= 99%, the anchor beside ours;
 (d) the grader: the solution notebook's own code passes every exact check; each planted-bug variant fails
-    the check it targets; broken training loops fail the curve check within one seed; bad input is
+    the check it targets; broken training loops fail the curve check within two seeds; bad input is
     explained. The solution's full curve check runs in tests/test_notebooks.py (and here when slow).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -241,11 +242,13 @@ def test_planted_bugs_are_named_in_the_message():
 
 
 @pytest.mark.parametrize("description, fn", LOOP_BUGS, ids=[d for d, _ in LOOP_BUGS])
-def test_broken_loop_fails_the_curve_check_after_one_seed(description, fn, capsys):
+def test_broken_loop_fails_the_curve_check_within_two_seeds(description, fn, capsys):
+    # The pass line sits mid-curve (about 194), so one seed near the random baseline cannot yet decide
+    # the verdict (six seeds at 500 could still lift the bound above it); two can.
     start = time.perf_counter()
     with pytest.raises(CheckFailed, match=r"ch10\.train_a2c failed") as info:
         ch10.train_a2c(fn)
-    assert "after 1 of 7 seeds" in str(info.value)
+    assert re.search(r"after [12] of 7 seeds", str(info.value))
     assert capsys.readouterr().err == ""
     assert time.perf_counter() - start < 60
 
