@@ -50,7 +50,7 @@ def test_planted_bug_fails_its_check(name, description, args, capsys):
 
 @pytest.mark.slow
 def test_planted_loop_bugs_fail(capsys):
-    """Each planted loop bug fails the curve check; the exact futility stop ends it after 4 of 7 seeds."""
+    """Each planted loop bug fails the curve check; the exact futility stop ends it after 2 of 7 seeds."""
     for description, (fn,) in planted.BUGS["train_dqn"]:
         with pytest.raises(CheckFailed) as err:
             ch08.train_dqn(fn)
