@@ -381,6 +381,5 @@ BUGS = {
         ("epsilon never decays: start_e throughout", (make_loop("epsilon_constant"),)),
         ("target network never synchronised", (make_loop("target_never_synced"),)),
         ("bootstraps through terminal states", (make_loop("bootstrap_through_terminal"),)),
-        ("gradients never zeroed", (make_loop("no_zero_grad"),)),
     ],
 }
