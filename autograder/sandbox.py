@@ -51,6 +51,7 @@ from pathlib import Path
 
 KEEP_ENV = ("PATH", "LANG", "LC_ALL", "MPLBACKEND", "PYTHONWARNINGS", "PYTHONHASHSEED")
 KEEP_PREFIXES = ("AUTOGRADER_",)
+COURSE_ROOT = Path(__file__).resolve().parent.parent  # autograder/ and rlcore/ live here
 UNPRIVILEGED_BASE_UID = 61000  # sandbox i runs as uid 61000 + i: its own process count for RLIMIT_NPROC
 
 
@@ -147,10 +148,10 @@ def _bwrap_argv(spec: dict, command: list[str]) -> list[str]:
                     argv.extend(["--perms", "0755", "--dir", str(between)])
         argv.extend([how, str(path), str(path)])
 
-    # An interpreter under a private directory (pyenv in /root, mode 0700) would be out of the
-    # unprivileged user's reach.
-    for path in _interpreter_paths():
-        if _closed_ancestor(path) is not None:
+    # The interpreter and the course's own packages must stay visible and enterable: one under a private
+    # directory (pyenv in /root, mode 0700) or under /tmp (a checkout there) needs mounting back.
+    for path in _interpreter_paths() + [COURSE_ROOT]:
+        if _closed_ancestor(path) is not None or Path("/tmp") in path.resolve().parents:
             reach(path, "--ro-bind")
     for path in spec["hidden"]:
         if Path(path).is_dir():
