@@ -27,6 +27,7 @@ Chapters describe a check with a `CurveTask`; their reference generators summari
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -335,22 +336,17 @@ def _best_case(scores: list[float], task: CurveTask, n_total: int) -> stats.Verd
                                  metric="last-100 mean return")
 
 
-def _single_threaded():
+@contextlib.contextmanager
+def single_threaded():
     """torch single-threaded for the duration (tiny networks stall when threads contend for 2 cores)."""
-    import contextlib
-
     import torch
 
-    @contextlib.contextmanager
-    def scope():
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-    return scope()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def curve_check(task: CurveTask, train: Callable, *, n_actions: int | None = None) -> list[SeedRun]:
@@ -368,7 +364,7 @@ def curve_check(task: CurveTask, train: Callable, *, n_actions: int | None = Non
         started = time.process_time()
         wall_started = time.monotonic()
         verdict = None
-        with _single_threaded():
+        with single_threaded():
             for k, seed in enumerate(seeds):
                 wall_left = WALL_FACTOR * task.budget_s - (time.monotonic() - wall_started)
                 envs = GradedVectorEnv(task.env_id, task.num_envs, seed=seed, total_timesteps=task.total_timesteps,

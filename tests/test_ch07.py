@@ -175,7 +175,7 @@ def test_a_split_matches_the_book():
 def test_overfit_reference_is_reproduced():
     ref = ch07.load_reference()["overfit"]
     obs, targets = ch07._overfit_case(1)
-    with ch07._single_threaded():
+    with ch07.single_threaded():
         losses = ch07.reference_overfit(ch07._seeded_mlp(4, ch07.OVERFIT_OBS_DIM), obs, targets, ch07.OVERFIT_STEPS,
                                         ch07.OVERFIT_LR)
     assert np.isclose(losses[0], ref["graded_first_loss"], rtol=1e-3)
@@ -190,7 +190,7 @@ def test_reference_loop_learns_and_the_truncation_bug_does_not():
     values = {}
     for bug in (False, True):
         envs = GradedVectorEnv("rlcore/Probe6-TimeLimit-v0", ch07.NUM_ENVS, seed=5, total_timesteps=ch07.TOTAL_TIMESTEPS)
-        with ch07._single_threaded():
+        with ch07.single_threaded():
             net = ch07.reference_train_value(envs, 5, ch07.TOTAL_TIMESTEPS, MetricLog(), truncation_is_termination=bug)
         with torch.no_grad():
             values[bug] = float(net(torch.tensor(points)).reshape(-1)[0])

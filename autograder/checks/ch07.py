@@ -24,7 +24,6 @@ rlcore has no plain TD(0) value learner; `reference_train_value` below is the lo
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autograder.deeprl import GradedVectorEnv, MetricLog
+from autograder.deeprl import GradedVectorEnv, MetricLog, single_threaded
 from autograder.protocol import Check, LearnerCodeError, describe, grading_seeds
 from rlcore import returns as ref_returns
 from rlcore.envs import make_env
@@ -176,17 +175,6 @@ def reference_train_value(envs, seed: int, total_timesteps: int, log, *, lr: flo
     return net
 
 
-@contextlib.contextmanager
-def _single_threaded():
-    """torch single-threaded for the duration (tiny networks stall when threads contend for 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _fmt(values, digits: int = 4) -> str:
     flat = np.asarray(values, dtype=float).reshape(-1)
     return "[" + ", ".join(f"{v:.{digits}g}" for v in flat) + "]"
@@ -241,7 +229,7 @@ def value_net(fn, *, budget_s: float = 10.0) -> None:
     with Check("ch07.value_net", "value network: Linear/Tanh layers with orthogonal initialisation",
                hint="nn.Sequential(Linear(obs_dim, h0), Tanh(), ..., Linear(h_last, 1)); initialise each Linear with "
                     "nn.init.orthogonal_(weight, gain) (gain sqrt(2) for hidden layers, 1 for the output) and zero "
-                    f"biases, like rlcore.nets.layer_init ({_see('nets')}).") as check, _single_threaded():
+                    f"biases, like rlcore.nets.layer_init ({_see('nets')}).") as check, single_threaded():
         fn = check.signature(fn, "obs_dim", "hidden_sizes")
         for obs_dim, hidden in [(4, (8,)), (4, (64, 64)), (1, (16,)), (3, (32, 16, 8)), (6, (128, 64))]:
             what = f"value_net({obs_dim}, {hidden})"
@@ -328,7 +316,7 @@ def regression_step(fn, *, budget_s: float = 10.0) -> None:
     with Check("ch07.regression_step", "one step of mean-squared-error regression to value targets",
                hint="values = net(obs).squeeze(-1); loss = ((values - targets.detach()) ** 2).mean(); then "
                     "optimizer.zero_grad(), loss.backward(), optimizer.step(), in that order; return loss.item() "
-                    f"({_see('regression')}).") as check, _single_threaded():
+                    f"({_see('regression')}).") as check, single_threaded():
         fn = check.signature(fn, "net", "optimizer", "obs", "targets")
 
         def params(n):
@@ -430,7 +418,7 @@ def overfit_one_batch(fn, *, budget_s: float = 30.0) -> None:
     with Check("ch07.overfit_one_batch", "overfit one batch with Adam: the loss must go to (almost) zero",
                hint="Build torch.optim.Adam(net.parameters(), lr=lr) once, then call regression_step(net, optimizer, "
                     "obs, targets) `steps` times on the same batch and return the list of losses "
-                    f"({_see('ladder')}).") as check, _single_threaded():
+                    f"({_see('ladder')}).") as check, single_threaded():
         fn = check.signature(fn, "net", "obs", "targets", "steps", "lr")
         # 1. A short run must follow the grader's own Adam run step by step.
         obs, targets = _overfit_case(0, batch=16)
@@ -508,7 +496,7 @@ def td0_targets(fn, *, budget_s: float = 5.0) -> None:
     with Check("ch07.td0_targets", "one-step TD targets with terminated vs truncated on SAME-STEP autoreset",
                hint="bootstrap = torch.where(terminated | truncated, final_values, next_values); targets = rewards + "
                     "gamma * (~terminated) * bootstrap, computed without a gradient (torch.no_grad() or .detach()) "
-                    f"({_see('targets')}).") as check, _single_threaded():
+                    f"({_see('targets')}).") as check, single_threaded():
         fn = check.signature(fn, "rewards", "next_values", "terminated", "truncated", "final_values", "gamma")
 
         def run(r, nv, term, trunc, fv, gamma, what, grad=False):
@@ -637,7 +625,7 @@ def probe_runs(fn, *, budget_s: float = 60.0) -> list[dict]:
         started = time.monotonic()
         print(f"{check_id}: {len(PROBES)} probes x {len(seeds)} {'hidden ' if hidden else ''}seeds, "
               f"{TOTAL_TIMESTEPS:,} steps each, gamma = {GAMMA:g}")
-        with _single_threaded():
+        with single_threaded():
             for env_id, about, points in PROBES:
                 want = analytic_values(env_id, points)
                 tol = PROBE_TOLERANCE * max(1.0, float(np.abs(want).max()))

@@ -297,7 +297,7 @@ def td_target(fn) -> None:
                      "double DQN gather the target network's value at the online network's argmax "
                      f"({LESSON}, sections 2 and 5).")) as check:
         fn = check.signature(fn, "q_target_next", "rewards", "terminated", "gamma")
-        with deeprl._single_threaded():
+        with deeprl.single_threaded():
             _td_cases(check, fn)
 
 
@@ -352,7 +352,7 @@ def dqn_loss(fn) -> None:
                      "under torch.no_grad() from target_network(next_obs) with your td_target; return "
                      f"(F.smooth_l1_loss(q_taken, y), q_taken) ({LESSON}, section 2).")) as check:
         fn = check.signature(fn, "q_network", "target_network", "batch", "gamma")
-        with deeprl._single_threaded():  # tiny networks stall when torch's threads contend for 2 cores
+        with deeprl.single_threaded():  # tiny networks stall when torch's threads contend for 2 cores
             _loss_cases(check, fn)
 
 
