@@ -360,7 +360,7 @@ def curve_check(task: CurveTask, train: Callable, *, n_actions: int | None = Non
         seeds, hidden = grading_seeds(task.check_id, list(task.seeds))
         n = len(seeds)
         print(f"{task.check_id}: training on {task.env_id} for {task.total_timesteps:,} steps x {n} "
-              f"{'hidden ' if hidden else ''}seeds (budget {task.budget_s:.0f} s)")
+              f"{'hidden ' if hidden else ''}seeds (budget {task.budget_s:.0f} s of CPU)")
         started = time.process_time()
         wall_started = time.monotonic()
         verdict = None
@@ -394,16 +394,19 @@ def curve_check(task: CurveTask, train: Callable, *, n_actions: int | None = Non
                 if k + 1 < n and projected > 1.15 * task.budget_s:
                     check.diagnosis.append(
                         f"{k + 1} seed(s) took {spent:.0f} s of CPU, so {n} seeds need about {projected:.0f} s, over "
-                        f"the budget of {task.budget_s:.0f} s. The reference loop takes about "
-                        f"{task.reference.get('seconds_per_seed', float('nan')):.0f} s per seed here."
-                        + (f" See {task.lesson}, section '{task.sections['speed']}'." if "speed" in task.sections else ""))
+                        f"the budget of {task.budget_s:.0f} s."
+                        + (f" The reference loop takes about {task.reference['seconds_per_seed']:.0f} s per seed."
+                           if "seconds_per_seed" in task.reference else "")
+                        + (f" See {task.lesson}, section '{task.sections['speed']}'."
+                           if "speed" in task.sections else ""))
                     check.require(False, "time", f"{n} seeds would not finish within the budget")
                 if k + 1 < n:
                     best = _best_case([r.score for r in runs], task, n)
                     if not best.passed:
-                        verdict = dataclasses.replace(best, detail=(f"after {k + 1} of {n} seeds (scores {', '.join(f'{r.score:.1f}' for r in runs)}) "
-                                          f"the check cannot pass even if every remaining seed scored "
-                                          f"{task.best_return:g}: " + best.detail))
+                        so_far = ", ".join(f"{r.score:.1f}" for r in runs)
+                        verdict = dataclasses.replace(best, detail=(
+                            f"after {k + 1} of {n} seeds (scores {so_far}) the check cannot pass even if every "
+                            f"remaining seed scored {task.best_return:g}: " + best.detail))
                         break
         scores = [r.score for r in runs]
         if verdict is None:
