@@ -233,6 +233,19 @@ def reference_entry(runs: list[tuple[np.ndarray, np.ndarray]], *, total_timestep
     return entry
 
 
+def calibration(finals, *, ref_mean: float, delta: float, n_seeds: int = 7, draws: int = 20_000,
+                seed: int = 0) -> float:
+    """How often a correct implementation passes: the fraction of `draws` resamples of n_seeds of our
+    reference finals (with replacement) whose one-sided 95% t lower bound reaches ref_mean - delta, the
+    rule of `stats.non_inferiority`, vectorized over the draws. finals [S]."""
+    from scipy import stats as scipy_stats
+
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(np.asarray(finals, dtype=np.float64), size=(draws, n_seeds), replace=True)  # [draws, n]
+    lower = sample.mean(1) - scipy_stats.t.ppf(0.95, n_seeds - 1) * sample.std(1, ddof=1) / np.sqrt(n_seeds)
+    return float(np.mean(lower >= ref_mean - delta))
+
+
 def _rounded(a: np.ndarray) -> list:
     return [None if not np.isfinite(v) else round(float(v), 2) for v in a]
 

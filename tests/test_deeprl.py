@@ -206,3 +206,11 @@ def test_given_or_made_explains_a_mismatch():
             given_or_made(envs, "CartPole-v1", 4, "auto")
     with pytest.raises(TypeError, match="no 'reset'"):
         given_or_made(object(), "CartPole-v1", 2, "auto")
+
+
+def test_calibration_is_the_rule_applied_to_bootstrap_draws():
+    finals = np.random.default_rng(3).normal(480, 25, size=15)
+    got = deeprl.calibration(finals, ref_mean=490.0, delta=23.4, n_seeds=7, draws=500, seed=5)
+    draws = np.random.default_rng(5).choice(finals, size=(500, 7), replace=True)
+    expected = np.mean([stats.non_inferiority(d, ref_mean=490.0, delta=23.4).passed for d in draws])
+    assert got == pytest.approx(expected) and 0 < got < 1

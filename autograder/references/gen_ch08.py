@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from autograder import deeprl, stats
+from autograder import deeprl
 from autograder.checks import ch08
 from rlcore import dqn
 
@@ -83,9 +83,8 @@ def run_seeds(seeds, jobs: int = 1) -> tuple[list, list[float]]:
 
 def calibration(finals: np.ndarray, n_seeds: int, threshold: float, rule: str) -> dict:
     """The fraction of bootstrap draws of n_seeds of our finals whose 95% lower bound reaches threshold."""
-    rng = np.random.default_rng(CALIBRATION_SEED)
-    draws = rng.choice(finals, size=(CALIBRATION_DRAWS, n_seeds), replace=True)
-    passed = np.mean([stats.non_inferiority(d, ref_mean=threshold, delta=0.0).passed for d in draws])
+    passed = deeprl.calibration(finals, ref_mean=threshold, delta=0.0, n_seeds=n_seeds, draws=CALIBRATION_DRAWS,
+                                seed=CALIBRATION_SEED)
     return {"rule": rule, "threshold": round(float(threshold), 3), "seeds_per_draw": n_seeds,
             "draws": CALIBRATION_DRAWS, "rng_seed": CALIBRATION_SEED, "pass_fraction": round(float(passed), 5)}
 

@@ -52,15 +52,6 @@ def run_seed(seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     return episodes[:, 0].astype(np.int64), episodes[:, 1], seconds
 
 
-def calibration(finals: np.ndarray, ref_mean: float, delta: float, rng: np.random.Generator) -> float:
-    """Fraction of N_VISIBLE-seed subsets (drawn with replacement) of our finals that pass the rule."""
-    passed = 0
-    for _ in range(BOOTSTRAP_DRAWS):
-        sample = rng.choice(finals, size=N_VISIBLE, replace=True)
-        passed += stats.non_inferiority(sample, ref_mean=ref_mean, delta=delta).passed
-    return passed / BOOTSTRAP_DRAWS
-
-
 def _compact(text: str) -> str:
     return re.sub(r"\[\s*([-0-9.e,\snul]+?)\s*\]",
                   lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
@@ -82,7 +73,7 @@ def main() -> None:
     finals = np.array(entry["final"]["values"])
     ref_mean, ref_sd = entry["final"]["mean"], entry["final"]["sd"]
     delta = stats.noninferiority_delta(ref_mean, ref_sd, RANDOM_RETURN)
-    rate = calibration(finals, ref_mean, delta, np.random.default_rng(0))
+    rate = deeprl.calibration(finals, ref_mean=ref_mean, delta=delta, n_seeds=N_VISIBLE, draws=BOOTSTRAP_DRAWS)
     print(f"reference {ref_mean:.1f} (SD {ref_sd:.1f}); delta {delta:.1f}; pass line {ref_mean - delta:.1f}; "
           f"calibration {rate:.4f}")
     data = {

@@ -27,7 +27,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from scipy import stats as scipy_stats
 
 import rlcore
 from autograder import deeprl, stats
@@ -55,15 +54,6 @@ def run_seed(seed: int) -> tuple[np.ndarray, np.ndarray, float]:
         train(config, envs=envs)
         episodes = np.array(envs.episodes, dtype=np.float64).reshape(-1, 3)
     return episodes[:, 0].astype(np.int64), episodes[:, 1], time.process_time() - start
-
-
-def calibration(finals: np.ndarray, ref_mean: float, delta: float, *, n: int, draws: int, seed: int = 0) -> float:
-    """The fraction of `draws` resamples of n seeds (with replacement) from our finals that pass the
-    non-inferiority rule: the one-sided 95% t lower bound of their mean >= ref_mean - delta."""
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(finals, size=(draws, n), replace=True)  # [draws, n]
-    lower = sample.mean(1) - scipy_stats.t.ppf(0.95, n - 1) * sample.std(1, ddof=1) / np.sqrt(n)
-    return float(np.mean(lower >= ref_mean - delta))
 
 
 def results_runs(results) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -100,7 +90,8 @@ def main() -> None:
         "kind": "one-sided non-inferiority (autograder.stats.non_inferiority), 7 seeds, 95% t lower bound",
         "delta": round(delta, 3), "threshold": round(ref_mean - delta, 3),
         "delta_formula": "max(2 * our sample SD, 0.05 * (our mean - 22.7)), published_results.md section 6.4",
-        "calibration": round(calibration(finals, ref_mean, delta, n=CALIBRATION_SEEDS, draws=CALIBRATION_DRAWS), 4),
+        "calibration": round(deeprl.calibration(finals, ref_mean=ref_mean, delta=delta, n_seeds=CALIBRATION_SEEDS,
+                                                   draws=CALIBRATION_DRAWS), 4),
         "calibration_meaning": f"fraction of {CALIBRATION_DRAWS:,} bootstrap draws of {CALIBRATION_SEEDS} of our "
                                "finals (with replacement) that pass the rule",
     }
@@ -110,8 +101,8 @@ def main() -> None:
         d = stats.noninferiority_delta(float(at.mean()), float(at.std(ddof=1)), ch10.RANDOM_RETURN)
         by_budget.append({"steps": budget, "mean": round(float(at.mean()), 1), "sd": round(float(at.std(ddof=1)), 1),
                           "min": round(float(at.min()), 1), "threshold": round(float(at.mean() - d), 1),
-                          "calibration": round(calibration(at, float(at.mean()), d, n=CALIBRATION_SEEDS,
-                                                           draws=CALIBRATION_DRAWS), 4)})
+                          "calibration": round(deeprl.calibration(at, ref_mean=float(at.mean()), delta=d,
+                                                                  n_seeds=CALIBRATION_SEEDS, draws=CALIBRATION_DRAWS), 4)})
         print(f"budget {budget:>7,}: " + ", ".join(f"{k} {v}" for k, v in by_budget[-1].items() if k != "steps"))
     entry["by_budget"] = by_budget
     data = {

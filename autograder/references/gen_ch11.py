@@ -89,9 +89,8 @@ def calibration(finals: np.ndarray, published: dict, n_seeds: int) -> dict:
     """The fraction of bootstrap draws of n_seeds of our finals that pass the check's rule."""
     delta = stats.noninferiority_delta(published["value"], stats.population_to_sample_sd(published["sd_population"], 3),
                                        published["random"])
-    rng = np.random.default_rng(CALIBRATION_SEED)
-    draws = rng.choice(finals, size=(CALIBRATION_DRAWS, n_seeds), replace=True)
-    passed = np.mean([stats.non_inferiority(d, ref_mean=published["value"], delta=delta).passed for d in draws])
+    passed = deeprl.calibration(finals, ref_mean=published["value"], delta=delta, n_seeds=n_seeds,
+                                draws=CALIBRATION_DRAWS, seed=CALIBRATION_SEED)
     return {"rule": "stats.non_inferiority (95% one-sided t lower bound >= published - delta)",
             "delta": round(float(delta), 3), "threshold": round(published["value"] - delta, 3), "seeds_per_draw": n_seeds,
             "draws": CALIBRATION_DRAWS, "rng_seed": CALIBRATION_SEED, "pass_fraction": round(float(passed), 5)}

@@ -24,9 +24,9 @@ from __future__ import annotations
 from math import pi
 
 import numpy as np
-from gymnasium import spaces
 from gymnasium.envs.classic_control import utils
-from gymnasium.vector.utils import batch_space
+
+from rlcore.envs.fast.base import BatchedEnv
 
 # Constants of Gymnasium's AcrobotEnv (v1).
 DT = 0.2  # integration step [s]
@@ -121,7 +121,7 @@ def observe(state: np.ndarray) -> np.ndarray:
                     axis=1).astype(np.float32)
 
 
-class Acrobot:
+class Acrobot(BatchedEnv):
     """N independent Acrobot-v1 environments with SAME-STEP autoreset.
 
     Args:
@@ -134,24 +134,14 @@ class Acrobot:
     ended) and `episode_length` [N] (0 where none ended).
     """
 
+    NAME = "Acrobot"
+    ACTIONS = ("torque -1", "no torque", "torque +1")
+
     def __init__(self, num_envs: int, *, max_episode_steps: int = MAX_EPISODE_STEPS):
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
-        self.num_envs = int(num_envs)
-        self.max_episode_steps = int(max_episode_steps)
         high = np.array([1.0, 1.0, 1.0, 1.0, MAX_VEL_1, MAX_VEL_2], dtype=np.float32)
-        self.single_observation_space = spaces.Box(-high, high, dtype=np.float32)
-        self.single_action_space = spaces.Discrete(3)
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.metadata = {"autoreset_mode": "same-step"}
+        super().__init__(num_envs, max_episode_steps, high)
         self._state: np.ndarray | None = None  # [4, N] float64: theta1, theta2, dtheta1, dtheta2
-        self._rngs: list[np.random.Generator] = []
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
-        self._closed = False
 
     # -- protocol -------------------------------------------------------------------------------
 
@@ -164,10 +154,7 @@ class Acrobot:
         Gymnasium; the automatic resets after an episode ends use the default [-0.1, 0.1]."""
         self._check_open()
         low, high = utils.maybe_parse_reset_bounds(options, RESET_LOW, RESET_HIGH)
-        if seed is not None or not self._rngs:
-            seeds = [None] * self.num_envs if seed is None else [int(seed) + i for i in range(self.num_envs)]
-            # Gymnasium's seeding.np_random(s) is Generator(PCG64(SeedSequence(s))) = default_rng(s).
-            self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._seed(seed)
         start = np.stack([self._initial_state(i, low, high) for i in range(self.num_envs)], axis=1)  # [4, N]
         self._state = start.astype(np.float64)
         self._lengths[:] = 0
@@ -211,40 +198,8 @@ class Acrobot:
         info = {"final_obs": final_obs, "episode_return": episode_return, "episode_length": episode_length}
         return obs, rewards.astype(np.float32), terminated, truncated, info
 
-    def close(self) -> None:
-        self._closed = True
-
-    def __enter__(self) -> "Acrobot":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Acrobot(num_envs={self.num_envs}, max_episode_steps={self.max_episode_steps})"
-
     # -- internals ------------------------------------------------------------------------------
 
     def _initial_state(self, i: int, low: float, high: float) -> np.ndarray:
         """Gymnasium's reset: uniform(low, high) for each of the 4 state variables, as float32. [4]."""
         return self._rngs[i].uniform(low=low, high=high, size=(4,)).astype(np.float32)
-
-    def _validate(self, actions) -> np.ndarray:
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,):
-            raise ValueError(f"Acrobot.step expects actions of shape ({self.num_envs},), one per environment; "
-                             f"got shape {actions.shape}. For a single action per env, pass a 1-D array.")
-        if not np.issubdtype(actions.dtype, np.integer):
-            if np.issubdtype(actions.dtype, np.floating) and np.all(actions == np.round(actions)):
-                actions = actions.astype(np.int64)
-            else:
-                raise ValueError(f"Acrobot actions must be integers 0, 1 or 2, got dtype {actions.dtype}.")
-        if np.any((actions < 0) | (actions > 2)):
-            bad = np.flatnonzero((actions < 0) | (actions > 2))[0]
-            raise ValueError(f"Acrobot actions must be 0 (torque -1), 1 (no torque) or 2 (torque +1); "
-                             f"env {bad} got {actions[bad]}.")
-        return actions
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this Acrobot vector env is closed; create a new one.")

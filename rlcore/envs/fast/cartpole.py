@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from gymnasium import spaces
-from gymnasium.vector.utils import batch_space
+
+from rlcore.envs.fast.base import BatchedEnv
 
 # Constants of Gymnasium's CartPoleEnv (v1).
 GRAVITY = 9.8
@@ -34,7 +34,7 @@ X_THRESHOLD = 2.4
 MAX_EPISODE_STEPS = 500
 
 
-class CartPole:
+class CartPole(BatchedEnv):
     """N independent CartPole-v1 environments with SAME-STEP autoreset.
 
     Args:
@@ -46,25 +46,15 @@ class CartPole:
     (NaN where no episode ended) and `episode_length` [N] (0 where none ended).
     """
 
+    NAME = "CartPole"
+    ACTIONS = ("push left", "push right")
+
     def __init__(self, num_envs: int, *, max_episode_steps: int = MAX_EPISODE_STEPS):
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be at least 1, got {max_episode_steps!r}")
-        self.num_envs = int(num_envs)
-        self.max_episode_steps = int(max_episode_steps)
         # Gymnasium's bounds: twice the termination thresholds, and unbounded velocities (inf, not the
         # largest float32, so that a check for finite bounds sees what it sees on Gymnasium's env).
         high = np.array([X_THRESHOLD * 2, np.inf, THETA_THRESHOLD * 2, np.inf], dtype=np.float32)
-        self.single_observation_space = spaces.Box(-high, high, dtype=np.float32)
-        self.single_action_space = spaces.Discrete(2)
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.metadata = {"autoreset_mode": "same-step"}
+        super().__init__(num_envs, max_episode_steps, high)
         self._state: np.ndarray | None = None  # [N, 4] float64: x, x_dot, theta, theta_dot
-        self._rngs: list[np.random.Generator] = []
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
-        self._closed = False
 
     # -- protocol -------------------------------------------------------------------------------
 
@@ -74,10 +64,7 @@ class CartPole:
         With `seed`, environment i gets the generator Gymnasium would build for `reset(seed=seed + i)`;
         without it, fresh entropy (the generators are kept, as Gymnasium keeps `np_random`)."""
         self._check_open()
-        if seed is not None or not self._rngs:
-            seeds = [None] * self.num_envs if seed is None else [int(seed) + i for i in range(self.num_envs)]
-            # Gymnasium's seeding.np_random(s) is Generator(PCG64(SeedSequence(s))) = default_rng(s).
-            self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._seed(seed)
         self._state = np.stack([self._initial_state(i) for i in range(self.num_envs)])
         self._lengths[:] = 0
         return self._state.astype(np.float32), {}
@@ -123,40 +110,8 @@ class CartPole:
         info = {"final_obs": final_obs, "episode_return": episode_return, "episode_length": episode_length}
         return state.astype(np.float32), rewards, terminated, truncated, info
 
-    def close(self) -> None:
-        self._closed = True
-
-    def __enter__(self) -> "CartPole":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"CartPole(num_envs={self.num_envs}, max_episode_steps={self.max_episode_steps})"
-
     # -- internals ------------------------------------------------------------------------------
 
     def _initial_state(self, i: int) -> np.ndarray:
         """Gymnasium's reset: uniform(-0.05, 0.05) for each of the 4 state variables. [4] float64."""
         return self._rngs[i].uniform(low=-0.05, high=0.05, size=(4,))
-
-    def _validate(self, actions) -> np.ndarray:
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,):
-            raise ValueError(f"CartPole.step expects actions of shape ({self.num_envs},), one per environment; "
-                             f"got shape {actions.shape}. For a single action per env, pass a 1-D array.")
-        if not np.issubdtype(actions.dtype, np.integer):
-            if np.issubdtype(actions.dtype, np.floating) and np.all(actions == np.round(actions)):
-                actions = actions.astype(np.int64)
-            else:
-                raise ValueError(f"CartPole actions must be integers 0 or 1, got dtype {actions.dtype}.")
-        if np.any((actions < 0) | (actions > 1)):
-            bad = np.flatnonzero((actions < 0) | (actions > 1))[0]
-            raise ValueError(f"CartPole actions must be 0 (push left) or 1 (push right); "
-                             f"env {bad} got {actions[bad]}.")
-        return actions
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this CartPole vector env is closed; create a new one.")
