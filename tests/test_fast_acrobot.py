@@ -18,6 +18,7 @@ import pytest
 from gymnasium.envs.classic_control import acrobot as gym_acrobot
 
 from rlcore.envs import SerialVectorEnv, make_vector
+from tests import helpers
 from rlcore.envs.fast import Acrobot
 from rlcore.envs.fast.acrobot import dynamics, rk4_step, wrap_angle
 
@@ -35,41 +36,10 @@ def choose_actions(obs: np.ndarray, rng: np.random.Generator, pumping: np.ndarra
 
 
 def gymnasium_lockstep(envs, n: int, seed: int, steps: int, action_seed: int) -> dict[str, int]:
-    """Step `envs` (a vector env) and n Gymnasium envs together and assert every output is identical.
-    Returns counts of what was exercised: env steps compared, terminations and truncations."""
+    """tests.helpers.gymnasium_lockstep against Acrobot-v1, half the envs on the policy, half at random."""
     rng = np.random.default_rng(action_seed)
     pumping = np.arange(n) % 2 == 0
-    singles = [gym.make("Acrobot-v1") for _ in range(n)]
-    expected_obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(singles)])
-    obs, info = envs.reset(seed=seed)
-    assert obs.dtype == np.float32 and obs.shape == (n, 6)
-    np.testing.assert_array_equal(obs, expected_obs)
-    ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
-    counts = {"steps": 0, "terminated": 0, "truncated": 0}
-    for step in range(steps):
-        actions = choose_actions(obs, rng, pumping)
-        obs, rewards, terminated, truncated, info = envs.step(actions)
-        for i, env in enumerate(singles):
-            o, r, term, trunc, _ = env.step(int(actions[i]))
-            ep_return[i] += r
-            ep_length[i] += 1
-            where = f"env {i}, step {step}"
-            assert rewards[i] == r, where
-            assert terminated[i] == term and truncated[i] == trunc, where
-            np.testing.assert_array_equal(info["final_obs"][i], o, err_msg=where)
-            if term or trunc:
-                counts["terminated"] += term
-                counts["truncated"] += trunc
-                assert info["episode_return"][i] == ep_return[i], where
-                assert info["episode_length"][i] == ep_length[i], where
-                ep_return[i], ep_length[i] = 0.0, 0
-                o, _ = env.reset()  # no seed: the env's own stream continues, as in the vector env
-            else:
-                assert np.isnan(info["episode_return"][i]) and info["episode_length"][i] == 0, where
-            np.testing.assert_array_equal(obs[i], o, err_msg=where)
-        counts["steps"] += n
-        assert rewards.dtype == np.float32 and terminated.dtype == bool and truncated.dtype == bool
-    return counts
+    return helpers.gymnasium_lockstep(envs, "Acrobot-v1", n, seed, steps, lambda obs: choose_actions(obs, rng, pumping))
 
 
 @pytest.mark.parametrize("seed", [0, 12345, 2024])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rlcore.envs import SerialVectorEnv, make_vector
+from tests import helpers
 from rlcore.envs.fast import CartPole
 
 
@@ -31,40 +32,10 @@ def choose_actions(obs: np.ndarray, rng: np.random.Generator, balancing: np.ndar
 
 
 def gymnasium_lockstep(envs, n: int, seed: int, steps: int, action_seed: int) -> dict[str, int]:
-    """Step `envs` (a vector env) and n Gymnasium envs together and assert every output is identical.
-    Returns counts of terminations and truncations seen, so callers can check what was exercised."""
+    """tests.helpers.gymnasium_lockstep against CartPole-v1, half the envs on the policy, half at random."""
     rng = np.random.default_rng(action_seed)
     balancing = np.arange(n) % 2 == 0
-    singles = [gym.make("CartPole-v1") for _ in range(n)]
-    expected_obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(singles)])
-    obs, info = envs.reset(seed=seed)
-    assert obs.dtype == np.float32 and obs.shape == (n, 4)
-    np.testing.assert_array_equal(obs, expected_obs)
-    ep_return, ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
-    counts = {"terminated": 0, "truncated": 0}
-    for step in range(steps):
-        actions = choose_actions(obs, rng, balancing)
-        obs, rewards, terminated, truncated, info = envs.step(actions)
-        for i, env in enumerate(singles):
-            o, r, term, trunc, _ = env.step(int(actions[i]))
-            ep_return[i] += r
-            ep_length[i] += 1
-            where = f"env {i}, step {step}"
-            assert rewards[i] == r, where
-            assert terminated[i] == term and truncated[i] == trunc, where
-            np.testing.assert_array_equal(info["final_obs"][i], o, err_msg=where)
-            if term or trunc:
-                counts["terminated"] += term
-                counts["truncated"] += trunc
-                assert info["episode_return"][i] == ep_return[i], where
-                assert info["episode_length"][i] == ep_length[i], where
-                ep_return[i], ep_length[i] = 0.0, 0
-                o, _ = env.reset()  # no seed: the env's own stream continues, as in the vector env
-            else:
-                assert np.isnan(info["episode_return"][i]) and info["episode_length"][i] == 0, where
-            np.testing.assert_array_equal(obs[i], o, err_msg=where)
-        assert rewards.dtype == np.float32 and terminated.dtype == bool and truncated.dtype == bool
-    return counts
+    return helpers.gymnasium_lockstep(envs, "CartPole-v1", n, seed, steps, lambda obs: choose_actions(obs, rng, balancing))
 
 
 @pytest.mark.parametrize("seed", [0, 12345])
