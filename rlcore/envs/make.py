@@ -7,7 +7,7 @@
 Backends of make_vector (all follow the VectorEnv protocol of rlcore.envs.vector):
     "serial"      SerialVectorEnv: the N envs in a loop in this process (the default).
     "subprocess"  SubprocessVectorEnv: the N envs in num_workers worker processes.
-    "fast"        a batched implementation from rlcore.envs.fast (CartPole-v1, Acrobot-v1): one object that
+    "fast"        a batched implementation from rlcore.envs.fast (CartPole-v1, Acrobot-v1, MountainCar-v0): one object that
                   steps all N envs with array operations; an error for ids that have none.
     "auto"        "fast" where rlcore.envs.fast has the id, "serial" otherwise.
 """
@@ -26,7 +26,7 @@ __all__ = ["make_env", "make_vector", "BACKENDS", "FAST_ENVS"]
 
 BACKENDS = ("serial", "subprocess", "fast", "auto")
 
-FAST_ENVS = {"CartPole-v1": "CartPole", "Acrobot-v1": "Acrobot"}
+FAST_ENVS = {"CartPole-v1": "CartPole", "Acrobot-v1": "Acrobot", "MountainCar-v0": "MountainCar"}
 """Gymnasium id -> name of its batched class in rlcore.envs.fast."""
 
 

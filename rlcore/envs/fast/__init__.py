@@ -9,9 +9,11 @@ episode statistics) and reproduces its Gymnasium counterpart exactly: the tests 
     obs, info = envs.reset(seed=0)          # obs [64, 4] float32
 
     from rlcore.envs.fast import Acrobot    # Acrobot-v1: obs [N, 6], actions in {0, 1, 2}
+    from rlcore.envs.fast import MountainCar  # MountainCar-v0: obs [N, 2], actions in {0, 1, 2}
 """
 
 from rlcore.envs.fast.acrobot import Acrobot
 from rlcore.envs.fast.cartpole import CartPole
+from rlcore.envs.fast.mountain_car import MountainCar
 
-__all__ = ["Acrobot", "CartPole"]
+__all__ = ["Acrobot", "CartPole", "MountainCar"]
