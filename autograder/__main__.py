@@ -68,6 +68,11 @@ def _check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["classroom"]:  # the instructor's driver has its own subcommands
+        from autograder.classroom import main as classroom
+
+        return classroom(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="execute a notebook and grade its checks")
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--sandbox", action="store_true",
                        help="run the kernel in the grading sandbox (for submissions you did not write)")
     check.add_argument("-v", "--verbose", action="store_true", help="print each cell as it runs")
+    sub.add_parser("classroom", help="grade a whole class with nbgrader (python -m autograder classroom --help)")
     args = parser.parse_args(argv)
     return _check(args)
 

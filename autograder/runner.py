@@ -106,6 +106,14 @@ def _cell_text(cell) -> tuple[str, bool]:
     return "".join(p if p.endswith("\n") else p + "\n" for p in parts).strip(), errored
 
 
+def _error_name(cell) -> str:
+    """'MemoryError: ...' of a cell's first error output."""
+    for out in cell.get("outputs", []):
+        if out.output_type == "error":
+            return f"{out.ename}: {str(out.evalue)[:150]}".rstrip(": ")
+    return "an error"
+
+
 def _read_new_records(path: Path, offset: int) -> tuple[list[dict], int]:
     if not path.exists():
         return [], offset
@@ -136,12 +144,36 @@ def execute_notebook(
     working directory is then the sandbox's scratch directory, and plots are copied out of it afterwards.
     """
     path = Path(path)
-    start = time.perf_counter()
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as err:  # not JSON, not a notebook: still a result with a reason
         return NotebookResult(str(path), [], 0.0, f"could not read {path.name} as a notebook: {err}")
+    return run_notebook(nb, str(path), cell_timeout=cell_timeout, plots_dir=plots_dir, hidden_file=hidden_file,
+                        workdir=workdir or path.parent, progress=progress, sandbox=sandbox)
 
+
+def _mark_failed(cell, reason: str) -> None:
+    """Give a cell an error output, so that nbgrader (which scores a grade cell by the absence of an
+    error) scores a cell that timed out or never ran as failed, with the reason."""
+    cell.setdefault("outputs", []).append(nbformat.v4.new_output(
+        "error", ename="NotGraded", evalue=reason, traceback=[f"NotGraded: {reason}"]))
+
+
+def run_notebook(
+    nb,
+    label: str,
+    *,
+    cell_timeout: int = DEFAULT_CELL_TIMEOUT,
+    plots_dir: str | Path | None = None,
+    hidden_file: str | Path | None = None,
+    workdir: str | Path | None = None,
+    progress=None,
+    sandbox: "Sandbox | None" = None,
+) -> NotebookResult:
+    """`execute_notebook` on a notebook already in memory (an nbformat NotebookNode), executed in place:
+    afterwards its cells hold their outputs, and a grade cell that timed out or never ran holds an error
+    output saying why. `label` names the notebook in the result."""
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
         records_file = Path(tmp) / "records.jsonl"
         env = dict(os.environ)
@@ -167,11 +199,15 @@ def execute_notebook(
             workdir = sandbox.scratch
         client = NotebookClient(
             nb, timeout=cell_timeout, allow_errors=True, kernel_name="python3",
-            resources={"metadata": {"path": str(workdir or path.parent)}}, **kwargs,
+            resources={"metadata": {"path": str(workdir or Path.cwd())}}, **kwargs,
         )
-        results, offset, error = [], 0, ""
+        results, offset, error, earlier = [], 0, "", ""
         graded_cells = [i for i, c in enumerate(nb.cells) if _grade_info(c)[0]]
-        with client.setup_kernel(env=env):
+        launch = {}
+        if sandbox is not None:  # the kernel's own console chatter goes to a log, not the grader's terminal
+            kernel_log = open(Path(sandbox.sockets) / "kernel.log", "ab")
+            launch = {"stdout": kernel_log, "stderr": kernel_log}
+        with client.setup_kernel(env=env, **launch):
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -188,11 +224,18 @@ def execute_notebook(
                     error = (f"cell {index} did not finish within {cell_timeout} s; the kernel was stopped, so "
                              "later cells were not run")
                     text, errored = f"this cell did not finish within {cell_timeout} s and was stopped", True
+                    _mark_failed(cell, text)
                     client.shutdown_kernel = "immediate"
                 except DeadKernelError:
                     error = f"the kernel died while running cell {index}; later cells were not run"
                     text, errored = error, True
+                    _mark_failed(cell, error)
                 records, offset = _read_new_records(records_file, offset)
+                if errored and not is_grade:
+                    earlier = f"cell {index} raised {_error_name(cell)}"
+                if is_grade and errored and earlier and "NotGraded" not in text:
+                    # A NameError here usually comes from an earlier cell that failed: say which.
+                    text += f"\n(earlier, {earlier})"
                 if is_grade:
                     results.append(CellResult(grade_id or f"cell {index}", index, points, not errored, text,
                                               time.perf_counter() - cell_start, records))
@@ -206,6 +249,7 @@ def execute_notebook(
 
                 client.shutdown_kernel = "immediate"
                 kill_kernel_tree(client.km)
+                kernel_log.close()
         if sandbox is not None and plots_dir and (Path(sandbox.scratch) / ".plots").is_dir():
             for png in (Path(sandbox.scratch) / ".plots").glob("*.png"):
                 shutil.copy(png, Path(plots_dir) / png.name)
@@ -217,5 +261,6 @@ def execute_notebook(
             for index in graded_cells:
                 if index not in done:
                     _, grade_id, points = _grade_info(nb.cells[index])
+                    _mark_failed(nb.cells[index], error)
                     results.append(CellResult(grade_id, index, points, False, error, 0.0))
-    return NotebookResult(str(path), results, time.perf_counter() - start, error)
+    return NotebookResult(label, results, time.perf_counter() - start, error)
