@@ -1,14 +1,20 @@
-"""Vector-env throughput on CartPole-v1 and Acrobot-v1: rlcore's backends against Gymnasium's own vector envs.
+"""Vector-env throughput on CartPole-v1, Acrobot-v1 and MountainCar-v0: rlcore's backends against Gymnasium's own vector envs.
 
 What a learner would otherwise use is `gymnasium.vector.SyncVectorEnv` (a loop in one process) or
 `AsyncVectorEnv` (one process per env). All run the same `gym.make(env_id)` envs with
 SAME-STEP autoreset and the same pre-drawn random actions, in one run of this script, and we report
 environment steps per second (num_envs x vector steps / seconds, best of 3 interleaved rounds) and
 the ratio to rlcore's serial backend at the same N. Start-up (process creation) is timed separately and not in the rate.
-Where rlcore.envs.fast has a batched version of the env (CartPole-v1, Acrobot-v1), it runs too, and
-its ratio to SyncVectorEnv is reported.
+Where rlcore.envs.fast has a batched version of the env (CartPole-v1, Acrobot-v1, MountainCar-v0), it runs
+too, and its ratio to SyncVectorEnv is reported.
 
-    python benchmarks/vector_envs.py [--env-id CartPole-v1 Acrobot-v1] [--num-envs 1 8 64] [--env-steps 20000]
+    python benchmarks/vector_envs.py [--env-id CartPole-v1 Acrobot-v1 MountainCar-v0] [--num-envs 1 8 64]
+                                     [--env-steps 20000] [--merge]
+
+--merge keeps the rows of the other env ids already in the JSON file, so one env can be re-measured alone.
+With --profile, a PPO-shaped loop (rlcore's ActorCritic, 32 envs x 16 steps, 8 epochs of one minibatch) is also
+timed by phase (env step, policy inference, host-device transfer, update; rlcore.profiling.PhaseTimer, CPU
+seconds) for each env id, with its Gymnasium envs in a loop and with its batched version.
 
 CartPole's step is ~10 microseconds of Python, cheaper than a pipe round trip, so this is the
 worst case for processes: they pay off only when an env step costs more than the communication
@@ -97,9 +103,67 @@ def measure_all(makers: dict, env_id: str, n: int, vector_steps: int, env_kwargs
             for name in built]
 
 
+def profile_ppo_loop(env_id: str, num_envs: int = 32, num_steps: int = 16, epochs: int = 8,
+                     iterations: int = 12, seed: int = 0) -> dict[str, dict[str, float]]:
+    """CPU ms per 1000 env steps of each phase of a PPO-shaped loop, for the Gymnasium envs in a loop
+    (SerialVectorEnv) and, where rlcore.envs.fast has the env, its batched version. The first 2 iterations
+    are a warm-up."""
+    import torch
+
+    from rlcore.nets import ActorCritic
+    from rlcore.profiling import PhaseTimer
+
+    torch.set_num_threads(1)
+    backends = {"rlcore serial": lambda: SerialVectorEnv(env_id, num_envs)}
+    if env_id in FAST_ENVS:
+        backends["rlcore fast (NumPy)"] = lambda: rlcore_fast(env_id, num_envs, {})
+    out = {}
+    for name, make in backends.items():
+        envs = make()
+        torch.manual_seed(seed)
+        agent = ActorCritic(envs.single_observation_space, envs.single_action_space)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=3e-4, eps=1e-5, fused=True)
+        timer = PhaseTimer()
+        obs_np, _ = envs.reset(seed=seed)
+        for iteration in range(iterations):
+            if iteration == 2:
+                timer.reset()
+            obs_buf, act_buf, logp_buf, ret_buf = [], [], [], []
+            for _ in range(num_steps):
+                with timer.phase("host-device transfer"):
+                    obs = torch.as_tensor(obs_np)
+                with timer.phase("policy inference"):
+                    actions, logprob, value = agent.act(obs)
+                with timer.phase("host-device transfer"):
+                    actions_np = actions.numpy()
+                with timer.phase("env step"):
+                    obs_np, rewards, terminated, truncated, _ = envs.step(actions_np)
+                with timer.phase("host-device transfer"):
+                    ret_buf.append(torch.as_tensor(rewards))
+                obs_buf.append(obs)
+                act_buf.append(actions)
+                logp_buf.append(logprob)
+            with timer.phase("update"):
+                b_obs, b_act, b_logp = torch.cat(obs_buf), torch.cat(act_buf), torch.cat(logp_buf)
+                b_ret = torch.cat(ret_buf)  # a stand-in target: the update's cost, not its quality, is measured
+                for _ in range(epochs):
+                    newlogp, _ = agent.log_prob_entropy(b_obs, b_act)
+                    ratio = (newlogp - b_logp).exp()
+                    adv = b_ret - b_ret.mean()
+                    loss = torch.max(-adv * ratio, -adv * ratio.clamp(0.8, 1.2)).mean() + 0.5 * (
+                        agent.value(b_obs) - b_ret).square().mean()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+        envs.close()
+        steps = (iterations - 2) * num_steps * num_envs
+        out[name] = {phase: round(1e6 * seconds / steps, 2) for phase, seconds in timer.cpu.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env-id", nargs="+", default=["CartPole-v1", "Acrobot-v1"])
+    parser.add_argument("--env-id", nargs="+", default=["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--env-steps", type=int, default=20000,
                         help="environment steps per measurement (num_envs x vector steps)")
@@ -107,6 +171,8 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=None,
                         help="for rlcore/Counter-v0: seconds each env step sleeps")
     parser.add_argument("--json", default="benchmarks/results/vector_envs.json")
+    parser.add_argument("--merge", action="store_true", help="keep the JSON's rows of env ids not measured now")
+    parser.add_argument("--profile", action="store_true", help="also time a PPO-shaped loop by phase")
     args = parser.parse_args()
     env_kwargs = {} if args.step_seconds is None else {"step_seconds": args.step_seconds}
 
@@ -141,16 +207,37 @@ def main() -> None:
                     comparisons[f"{env_id} N={n}: {label}"] = round(rate(env_id, a, n) / rate(env_id, b, n), 2)
 
     print("\n" + "\n".join(f"{k:<80} {v}" for k, v in comparisons.items()))
+    profiles = {}
+    if args.profile:
+        for env_id in args.env_id:
+            profiles[env_id] = profile_ppo_loop(env_id)
+            for backend, phases in profiles[env_id].items():
+                print(f"{env_id} {backend}: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
+                      + " (CPU ms per 1000 env steps)")
+    earlier = json.loads(Path(args.json).read_text()) if args.merge and Path(args.json).exists() else {}
+    if earlier:
+        kept = [r for r in earlier.get("rows", []) if r["env_id"] not in args.env_id]
+        rows = kept + rows
+        comparisons = {k: v for k, v in earlier.get("ratios", {}).items()
+                       if not any(k.startswith(f"{e} ") for e in args.env_id)} | comparisons
+        profiles = {k: v for k, v in earlier.get("profiles", {}).items() if k not in args.env_id} | profiles
+        measured_ids = sorted({r["env_id"] for r in rows})
+    else:
+        measured_ids = list(args.env_id)
     result = {
-        "benchmark": f"vector env steps per second, {', '.join(args.env_id)}, random actions, SAME-STEP autoreset, best of {args.repeats} interleaved rounds",
+        "benchmark": f"vector env steps per second, {', '.join(measured_ids)}, random actions, SAME-STEP autoreset, best of {args.repeats} interleaved rounds",
         "env_kwargs": env_kwargs,
         "rows": rows,
         "ratios": comparisons,
+        "profiles": profiles,
+        "profile_note": "CPU ms per 1000 env steps by phase of a PPO-shaped loop (32 envs x 16 steps, 8 epochs of "
+                        "one minibatch, rlcore ActorCritic 64-64), iterations 3-12 of 12",
         "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                     "python": platform.python_version(), "numpy": np.__version__,
                     "gymnasium": gym.__version__},
         "command": " ".join(["nice -n 10 python benchmarks/vector_envs.py", *sys.argv[1:]]),
+        "merged_from_earlier_runs": sorted({r["env_id"] for r in rows} - set(args.env_id)),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
