@@ -224,3 +224,13 @@ def test_blank_exercise_fails_cleanly():
     for check in (ch13.BatchedMountainCar, ch13.speedup):
         with pytest.raises(LearnerCodeError, match="not written yet"):
             check(Blank)
+
+
+def test_hidden_seed_replaces_the_visible_one(tmp_path, monkeypatch, capsys):
+    hidden = tmp_path / "hidden.json"
+    hidden.write_text(json.dumps({"seeds": {"ch13.BatchedMountainCar": [98765]}}))
+    monkeypatch.setenv(HIDDEN_ENV, str(hidden))
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results.jsonl"))
+    ch13.BatchedMountainCar(Car)
+    record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
+    assert any("seed 98765" in case["name"] for case in record["cases"])
