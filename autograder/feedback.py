@@ -59,4 +59,20 @@ def curve_figure(panels: list[Panel], suptitle: str | None = None):
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
+    fig.autograder_panels = panels  # Check.plot records the numbers for the class report
     return fig
+
+
+def panel_record(p: Panel, points: int = 200) -> dict:
+    """A panel's numbers, compact enough for a results file: the learner's mean curve and the reference
+    band, at most `points` points (the class report overlays every learner's curve from these)."""
+    x = np.asarray(p.x, dtype=float)
+    keep = np.unique(np.linspace(0, len(x) - 1, min(points, len(x))).round().astype(int)) if len(x) else []
+    learner = np.atleast_2d(np.asarray(p.learner, dtype=float)).mean(axis=0)
+
+    def pick(a):
+        return [round(float(v), 6) for v in np.asarray(a, dtype=float)[keep]]
+
+    return {"title": p.title, "ylabel": p.ylabel, "xlabel": p.xlabel, "passed": bool(p.passed), "x": pick(x),
+            "learner": pick(learner), "ref_mean": pick(p.ref_mean), "ref_low": pick(p.ref_low),
+            "ref_high": pick(p.ref_high)}

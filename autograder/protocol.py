@@ -183,6 +183,7 @@ class Check:
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
+    curves: list[dict] = field(default_factory=list)
 
     # -- entering and leaving -------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class Check:
             "cases": [c.__dict__ for c in self.cases],
             "verdicts": [v.to_dict() for v in self.verdicts],
             "plots": self.plots,
+            "curves": self.curves,
             "seconds": round(time.perf_counter() - self._start, 3),
         }
         with open(path, "a") as f:
@@ -373,6 +375,10 @@ class Check:
 
     def plot(self, fig, name: str) -> None:
         """Show a figure in the notebook and save it for the feedback when AUTOGRADER_PLOTS is set."""
+        if hasattr(fig, "autograder_panels"):
+            from autograder.feedback import panel_record
+
+            self.curves += [dict(panel_record(p), plot=name) for p in fig.autograder_panels]
         directory = os.environ.get(PLOTS_ENV)
         if directory:
             Path(directory).mkdir(parents=True, exist_ok=True)

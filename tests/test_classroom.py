@@ -335,3 +335,17 @@ def test_monkeypatched_numpy_does_not_change_a_grade(graded):
                                        "so code that patches the check itself there can change it")
 def test_patched_checks_cannot_change_a_grade(graded):
     assert graded["rows"]["grader_patched"]["score"] == 1
+
+
+def test_class_report_groups_the_failures(graded):
+    from autograder import analytics
+
+    page = analytics.class_report(graded["course"], "tiny")
+    summary = json.loads((page.parent / "report.json").read_text())
+    causes = {d["cause"]: set(d["who"]) for d in summary["diagnoses"]}
+    stopped = next(who for cause, who in causes.items() if "did not finish within" in cause)
+    assert {"infinite-loop", "sigint-ignored"} <= stopped
+    never_explores = next(who for cause, who in causes.items() if cause.startswith("ch01.epsilon_greedy: failed case"))
+    assert {"wrong", "test-replaced", "grade-deleted", "allclose-patched"} <= never_explores
+    assert "the notebook: the submission is an empty notebook (it has no cells)" in causes
+    assert summary["full_marks"] == sum(r["score"] == 2 for s, r in graded["rows"].items() if s != "fake_curve")
