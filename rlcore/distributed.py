@@ -219,6 +219,9 @@ def _worker(fn, rank: int, world: int, store_dir: str, args: tuple, conn, quiet:
         torch.set_num_threads(1)
         store = dist.FileStore(os.path.join(store_dir, "store"), world)
         dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
+        # Every rank connected before any leaves: a rank whose fn makes no collective would otherwise close its
+        # connections while a slower rank is still opening them.
+        dist.barrier()
         result = fn(rank, world, *args)
         conn.send(("ok", result))
     except BaseException:  # noqa: BLE001 - whatever went wrong goes back to the parent as text

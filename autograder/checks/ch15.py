@@ -59,10 +59,11 @@ def _learner_lines(text: str) -> str:
     return "\n  ".join(lines[-3:])
 
 
-def run_ranks(fn, world_size: int, *args, what: str, timeout: float = LAUNCH_TIMEOUT_S) -> list:
+def run_ranks(fn, world_size: int, *args, what: str, timeout: float | None = None) -> list:
     """`rlcore.distributed.launch(fn, world_size, *args)` with every failure turned into a learner-facing
     message: an exception in a rank (their code raised), or a hang (ranks waiting in collectives that do not
-    match, or a loop that never ends)."""
+    match, or a loop that never ends). timeout: seconds for all ranks (default LAUNCH_TIMEOUT_S)."""
+    timeout = LAUNCH_TIMEOUT_S if timeout is None else timeout
     try:
         return distributed.launch(fn, world_size, *args, timeout=timeout)
     except TimeoutError:
@@ -75,6 +76,11 @@ def run_ranks(fn, world_size: int, *args, what: str, timeout: float = LAUNCH_TIM
         if "NotImplementedError" in text:
             raise LearnerCodeError(f"{what}: your function is not written yet (it raises NotImplementedError). "
                                    "Replace the `raise NotImplementedError` line with your code and run its cell.") from None
+        if "Connection closed by peer" in text or "Connection reset by peer" in text:
+            raise LearnerCodeError(
+                f"{what}: a rank waited in a collective that another rank never called; that rank had finished and "
+                "left. Every rank must make the same collective calls (all_reduce, broadcast), in the same order, "
+                f"whatever its data.\n  {_learner_lines(text)}") from None
         raise LearnerCodeError(f"{what} failed on a rank:\n  {_learner_lines(text)}") from None
 
 
