@@ -20,6 +20,14 @@ gradient clipping (max_grad_norm), minibatch epochs (update_epochs, num_minibatc
 on target_kl, optional observation and reward normalization (norm_obs, norm_reward). Truncation is handled
 by bootstrapping from V(final observation), which CleanRL's ppo.py does not do.
 
+On-device environments: with `backend="torch"` (CartPole-v1) the environments are
+rlcore.envs.torch_cartpole.TorchCartPole tensors on `device`, so with device="cuda" a rollout never
+leaves the GPU: actions go to the env and observations come back as tensors, storage is on the device,
+and the episode statistics cross to the host once per rollout, for logging. A NumPy env (every other
+backend) gets the actions copied to the host and its outputs copied back at each step; the loop is the
+same. `mixed_precision` (bf16 autocast) and `compile` (torch.compile of the loss) are options for large
+batches on a GPU; benchmarks/ppo_gpu.py and course/14_large_batch_ppo.ipynb measure what they give.
+
 Distributed (torchrun): `num_envs` and `num_minibatches` describe the whole run; each of W ranks steps
 `local_num_envs = num_envs / W` environments with its own seeds, takes minibatches of
 `local_minibatch_size`, and averages gradients before each optimizer step, so W ranks perform the same
@@ -34,13 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import torch
 from rlcore import distributed
 from rlcore.checkpoint import load_checkpoint, save_checkpoint
 from rlcore.config import RunOptions
 from rlcore.envs import given_or_made
-from rlcore.buffers import Rollout
+from rlcore.envs.torch_cartpole import make_on_device
 from rlcore.metrics import Recorder, Result
 from rlcore.nets import ActorCritic
 from rlcore.normalize import ObsNormalizer, RewardScaler
@@ -101,6 +108,11 @@ class PPOConfig(RunOptions):
     The learning-rate schedule still spans total_timesteps, so stopping never changes the updates before it."""
     checkpoint_every: int = 50
     """Save a checkpoint every this many iterations (and at the end) when run_dir is set."""
+    mixed_precision: bool = False
+    """Run the networks' forward passes under bf16 autocast (the loss and the optimizer stay float32)."""
+    compile: bool = False
+    """torch.compile the minibatch loss (forward, losses and, through it, backward); compiling costs
+    tens of seconds at the start and pays off only when the update dominates (large minibatches)."""
 
     def __post_init__(self):
         self.require_positive("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
@@ -159,11 +171,49 @@ INVERTED_PENDULUM_FAST = dict(num_envs=16, num_steps=64, num_minibatches=2, upda
                               norm_reward=True, total_timesteps=150_000)
 
 
+def ppo_loss(agent: ActorCritic, config: PPOConfig, b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values,
+             mb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of the minibatch `mb` (indices [B] into the flat batch b_* [T * N, ...]) and its diagnostics
+    (detached scalars): the clipped surrogate, the (optionally clipped) value loss and the entropy bonus."""
+    newlogprob, entropy = agent.log_prob_entropy(b_obs[mb], b_actions[mb])
+    newvalue = agent.value(b_obs[mb]).float()  # float32 even under bf16 autocast
+    logratio = newlogprob.float() - b_logprobs[mb]
+    ratio = logratio.exp()
+    with torch.no_grad():
+        old_approx_kl = (-logratio).mean()
+        approx_kl = ((ratio - 1) - logratio).mean()  # unbiased and >= 0 (Schulman 2020)
+        clipfrac = ((ratio - 1.0).abs() > config.clip_coef).float().mean()
+
+    mb_advantages = b_advantages[mb]
+    if config.norm_adv:
+        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+    # Policy loss: the pessimistic bound, max of the negated unclipped and clipped objectives.
+    pg_loss1 = -mb_advantages * ratio
+    pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+    # Value loss, optionally clipped around the values predicted at collection time.
+    if config.clip_vloss:
+        v_unclipped = (newvalue - b_returns[mb]) ** 2
+        v_clipped = b_values[mb] + torch.clamp(newvalue - b_values[mb], -config.clip_coef, config.clip_coef)
+        v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[mb]) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
+
+    entropy_loss = entropy.float().mean()
+    loss = pg_loss - config.ent_coef * entropy_loss + v_loss * config.vf_coef
+    return loss, {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy_loss.detach(),
+                  "old_approx_kl": old_approx_kl, "approx_kl": approx_kl, "clipfrac": clipfrac}
+
+
 def train(config: PPOConfig, envs=None) -> Result:
     """Train PPO; returns the agent and its training curve. Resumes from run_dir/checkpoint.pt if present.
 
     envs: a vector env (rlcore.envs protocol, config.num_envs environments) to train in instead of
     building one from config.env_id; the caller keeps it open. The autograder passes its own here.
+    An env with a `device` attribute (rlcore.envs.torch_cartpole) takes and returns tensors on that
+    device, which must be config.device.
     """
     # ------------------------------------------------------------------------------------ seeding
     rank, world = distributed.init_from_env(config.device)
@@ -175,21 +225,48 @@ def train(config: PPOConfig, envs=None) -> Result:
     device = config.torch_device()
 
     # --------------------------------------------------------------------------------------- envs
-    envs, own_envs = given_or_made(envs, config.env_id, local_num_envs, config.backend)
+    if envs is None and config.backend == "torch":
+        envs, own_envs = make_on_device(config.env_id, local_num_envs, device), True
+    else:
+        envs, own_envs = given_or_made(envs, config.env_id, local_num_envs, config.backend)
+    # On-device envs take the action tensor as it is; a NumPy env needs it on the host (a copy per step).
+    on_device = getattr(envs, "device", None) is not None
+    if on_device and _canonical(envs.device) != _canonical(device):
+        raise ValueError(f"the environments live on {envs.device} but config.device is {config.device!r}; "
+                         "put both on the same device.")
+    if on_device and (config.norm_obs or config.norm_reward):
+        raise ValueError("norm_obs and norm_reward keep NumPy statistics on the host; an on-device env would "
+                         "have to copy every step there. Use them with a NumPy backend.")
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     obs_norm = ObsNormalizer(obs_space.shape) if config.norm_obs else None
     reward_scaler = RewardScaler(local_num_envs, config.gamma) if config.norm_reward else None
     continuous = isinstance(act_space, gym.spaces.Box)
+
+    def to_device(x) -> torch.Tensor:
+        """An env output as a tensor on the device: a copy for NumPy, nothing for an on-device tensor."""
+        return torch.as_tensor(x, device=device)
 
     # ----------------------------------------------------------------------------------- networks
     agent = ActorCritic(obs_space, act_space, config.hidden).to(device)
     distributed.broadcast_parameters(agent)
     # fused: one kernel for all parameters instead of ~10 small ops per tensor (4x faster on CPU here).
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
+    # bf16 autocast: matmuls in bfloat16, reductions such as log_softmax in float32 (a no-op when disabled).
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision)  # noqa: E731
+    loss_fn = torch.compile(ppo_loss) if config.compile else ppo_loss
+    if continuous:
+        act_low, act_high = to_device(act_space.low), to_device(act_space.high)
 
     # ------------------------------------------------------------------------------------ storage
+    # Time-major [T, N, ...] tensors on the device; final_obs holds where each step's episode ended
+    # (the truncation bootstrap needs it), ep_return / ep_length the episode statistics of each step.
     T, N = config.num_steps, local_num_envs
-    rollout = Rollout(T, N, obs_space.shape, act_space.shape, continuous=continuous, device=device)
+    zeros = lambda *shape, dtype=torch.float32: torch.zeros((T, N, *shape), dtype=dtype, device=device)  # noqa: E731
+    obs_buf, final_obs_buf = zeros(*obs_space.shape), zeros(*obs_space.shape)
+    actions_buf = zeros(*act_space.shape, dtype=torch.float32 if continuous else torch.long)
+    logprobs_buf, values_buf, rewards_buf = zeros(), zeros(), zeros()
+    terminated_buf, truncated_buf = zeros(dtype=torch.bool), zeros(dtype=torch.bool)
+    ep_return_buf, ep_length_buf = zeros(dtype=torch.float64), zeros(dtype=torch.long)
 
     # ------------------------------------------------------------------------------ resume or start
     state = load_checkpoint(Path(config.run_dir) / "checkpoint.pt") if config.run_dir else None
@@ -212,7 +289,7 @@ def train(config: PPOConfig, envs=None) -> Result:
     # Environments cannot be checkpointed in general, so a resumed run starts fresh episodes from a seed
     # that depends on where it resumes: it continues the run, though not bit-identically.
     raw_obs, _ = envs.reset(seed=env_seed(config.seed + global_step, rank, local_num_envs))
-    next_obs = torch.as_tensor(obs_norm(raw_obs) if obs_norm else raw_obs, device=device)
+    next_obs = to_device(obs_norm(raw_obs) if obs_norm else raw_obs)
     torch_gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
 
     # ---------------------------------------------------------------------------------------- loop
@@ -223,38 +300,52 @@ def train(config: PPOConfig, envs=None) -> Result:
                 optimizer.param_groups[0]["lr"] = frac * config.learning_rate
 
             # ---- collect: T steps of N envs with the current policy
-            t_collect = time.perf_counter()
+            t_collect, first_step = time.perf_counter(), global_step
             for t in range(T):
                 obs = next_obs
-                actions, logprob, value = agent.act(obs)
-                env_actions = actions.cpu().numpy()
-                if continuous:  # the Gaussian is unbounded; the env gets the action clipped to its bounds
-                    env_actions = np.clip(env_actions, act_space.low, act_space.high)
-                raw_obs, rewards, terminated, truncated, info = envs.step(env_actions)
-                done = terminated | truncated
+                with autocast():
+                    actions, logprob, value = agent.act(obs)
+                # The Gaussian is unbounded; the env gets the action clipped to its bounds.
+                env_actions = actions.clamp(act_low, act_high) if continuous else actions
+                raw_obs, rewards, terminated, truncated, info = envs.step(
+                    env_actions if on_device else env_actions.cpu().numpy())
                 global_step += config.num_envs
-                rec.episodes_ended(global_step, info, done)
                 if reward_scaler is not None:
-                    rewards = reward_scaler(rewards, done)
+                    rewards = reward_scaler(rewards, terminated | truncated)
                 final_obs = info["final_obs"]
                 if obs_norm is not None:  # the final obs is normalized like any other, without updating stats
                     final_obs = obs_norm(final_obs, update=False)
                     raw_obs = obs_norm(raw_obs)
-                rollout.add(t, obs, actions, logprob, value, rewards, terminated, truncated, final_obs)
-                next_obs = torch.as_tensor(raw_obs, device=device)
+                obs_buf[t], actions_buf[t], logprobs_buf[t], values_buf[t] = obs, actions, logprob, value
+                rewards_buf[t], final_obs_buf[t] = to_device(rewards), to_device(final_obs)
+                terminated_buf[t], truncated_buf[t] = to_device(terminated), to_device(truncated)
+                ep_return_buf[t] = to_device(info["episode_return"])
+                ep_length_buf[t] = to_device(info["episode_length"])
+                next_obs = to_device(raw_obs)
+            # The rollout's episode statistics cross to the host once, for the recorder.
+            done_h = (terminated_buf | truncated_buf).cpu().numpy()
+            ep_return_h, ep_length_h = ep_return_buf.cpu().numpy(), ep_length_buf.cpu().numpy()
+            for t in range(T):
+                rec.episodes_ended(first_step + (t + 1) * config.num_envs,
+                                   {"episode_return": ep_return_h[t], "episode_length": ep_length_h[t]}, done_h[t])
             t_collect = time.perf_counter() - t_collect
 
             # ---- targets: GAE advantages and TD(lambda) returns, bootstrapping on truncation
             t_update = time.perf_counter()
-            next_values = rollout.bootstrap(agent.value, next_obs)
-            advantages = gae(rollout.rewards, rollout.values, next_values, rollout.terminated, rollout.truncated,
+            with torch.no_grad(), autocast():
+                next_values = torch.cat([values_buf[1:], agent.value(next_obs).float().unsqueeze(0)])  # [T, N]
+                # A truncated episode bootstraps from V(its final observation), not from V(first observation of
+                # the next episode); one batched pass over every row finds no rows on the host.
+                final_values = agent.value(final_obs_buf.reshape(T * N, *obs_space.shape)).float().reshape(T, N)
+                next_values = torch.where(truncated_buf, final_values, next_values)
+            advantages = gae(rewards_buf, values_buf, next_values, terminated_buf, truncated_buf,
                              config.gamma, config.gae_lambda)  # [T, N]
-            returns = advantages + rollout.values  # [T, N]: the value targets
+            returns = advantages + values_buf  # [T, N]: the value targets
 
-            b_obs = rollout.obs.reshape(T * N, *obs_space.shape)
-            b_actions = rollout.actions.reshape(T * N, *act_space.shape)
-            b_logprobs, b_advantages = rollout.logprobs.reshape(-1), advantages.reshape(-1)
-            b_returns, b_values = returns.reshape(-1), rollout.values.reshape(-1)
+            b_obs = obs_buf.reshape(T * N, *obs_space.shape)
+            b_actions = actions_buf.reshape(T * N, *act_space.shape)
+            b_logprobs, b_advantages = logprobs_buf.reshape(-1), advantages.reshape(-1)
+            b_returns, b_values = returns.reshape(-1), values_buf.reshape(-1)
 
             # ---- update: epochs of minibatch gradient steps on the clipped surrogate
             clipfracs = []
@@ -262,35 +353,10 @@ def train(config: PPOConfig, envs=None) -> Result:
                 order = torch.randperm(T * N, generator=torch_gen, device=device)
                 for start in range(0, T * N, local_minibatch):
                     mb = order[start:start + local_minibatch]
-                    newlogprob, entropy = agent.log_prob_entropy(b_obs[mb], b_actions[mb])
-                    newvalue = agent.value(b_obs[mb])
-                    logratio = newlogprob - b_logprobs[mb]
-                    ratio = logratio.exp()
-                    with torch.no_grad():
-                        old_approx_kl = (-logratio).mean()
-                        approx_kl = ((ratio - 1) - logratio).mean()  # unbiased and >= 0 (Schulman 2020)
-                        clipfracs.append(((ratio - 1.0).abs() > config.clip_coef).float().mean())
-
-                    mb_advantages = b_advantages[mb]
-                    if config.norm_adv:
-                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-
-                    # Policy loss: the pessimistic bound, max of the negated unclipped and clipped objectives.
-                    pg_loss1 = -mb_advantages * ratio
-                    pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)
-                    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
-
-                    # Value loss, optionally clipped around the values predicted at collection time.
-                    if config.clip_vloss:
-                        v_unclipped = (newvalue - b_returns[mb]) ** 2
-                        v_clipped = b_values[mb] + torch.clamp(newvalue - b_values[mb], -config.clip_coef,
-                                                               config.clip_coef)
-                        v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[mb]) ** 2).mean()
-                    else:
-                        v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
-
-                    entropy_loss = entropy.mean()
-                    loss = pg_loss - config.ent_coef * entropy_loss + v_loss * config.vf_coef
+                    with autocast():
+                        loss, stats = loss_fn(agent, config, b_obs, b_actions, b_logprobs, b_advantages, b_returns,
+                                              b_values, mb)
+                    clipfracs.append(stats["clipfrac"])
 
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -299,7 +365,8 @@ def train(config: PPOConfig, envs=None) -> Result:
                     optimizer.step()
 
                 # Every rank must take the same decision, or one would wait forever in the next all-reduce.
-                if config.target_kl is not None and distributed.all_reduce_mean(approx_kl.item(), device) > config.target_kl:
+                if config.target_kl is not None and \
+                        distributed.all_reduce_mean(stats["approx_kl"].item(), device) > config.target_kl:
                     break
             t_update = time.perf_counter() - t_update
 
@@ -308,9 +375,9 @@ def train(config: PPOConfig, envs=None) -> Result:
             explained_var = float("nan") if var_y == 0 else (1 - (b_returns - b_values).var() / var_y).item()
             rec.log(global_step, {
                 "charts/learning_rate": optimizer.param_groups[0]["lr"], "charts/sps": rec.sps(global_step),
-                "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-                "losses/entropy": entropy_loss.item(), "losses/old_approx_kl": old_approx_kl.item(),
-                "losses/approx_kl": approx_kl.item(), "losses/clipfrac": torch.stack(clipfracs).mean().item(),
+                "losses/value_loss": stats["value_loss"].item(), "losses/policy_loss": stats["policy_loss"].item(),
+                "losses/entropy": stats["entropy"].item(), "losses/old_approx_kl": stats["old_approx_kl"].item(),
+                "losses/approx_kl": stats["approx_kl"].item(), "losses/clipfrac": torch.stack(clipfracs).mean().item(),
                 "losses/explained_variance": explained_var, "time/collect": t_collect, "time/update": t_update,
             })
             rec.advance(global_step)
@@ -333,3 +400,11 @@ def train(config: PPOConfig, envs=None) -> Result:
         if own_envs:
             envs.close()
     return rec.result(config, agent, global_step)
+
+
+def _canonical(device) -> torch.device:
+    """cuda and cuda:<current> name the same device; make them compare equal."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
