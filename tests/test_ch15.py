@@ -78,6 +78,9 @@ def test_reference_data_has_provenance_and_the_measured_results():
         assert arm["n"] == len(se["seeds"]) == len(arm["final"])
         assert arm["mean"] == pytest.approx(np.mean(arm["final"]), abs=0.06)
     assert "passed" in arms["2 ranks"]["noninferiority"]
+    off = data["sample_efficiency_norm_adv_off"]["arms"]
+    assert set(off) == {"1 rank, norm_adv off", "2 ranks, independent noise, norm_adv off"}
+    assert all(arm["n"] == len(se["seeds"]) for arm in off.values())
     # With independent exploration noise, two near-uniform policies on different states agree on about half of
     # their first actions.
     assert 0.3 < arms["2 ranks, independent noise"]["first_32_steps_action_agreement_rank0_rank1"] < 0.7
