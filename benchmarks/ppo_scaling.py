@@ -14,6 +14,8 @@ and scaling efficiency = sps(N) / (N * sps(1)): 1.0 when N ranks are N times as 
 
     python benchmarks/ppo_scaling.py                          # CPU, gloo: 1 and 2 ranks, 5 seeds
     python benchmarks/ppo_scaling.py --device cuda --nproc 8  # GPUs, nccl: 1, 2, 4, 8 ranks, one per GPU
+    python benchmarks/ppo_scaling.py --device cuda --nproc 8 --backend torch --num-envs 4096
+                                                              # ... with CartPole on the GPUs (chapter 14)
 
 On a machine with C cores, N ranks share them with each other (and with anything else running): on 2 cores,
 2 ranks get no more CPU than 1 rank could use, so the CPU numbers measure the cost of communication and of
@@ -40,11 +42,13 @@ RESULTS = Path(__file__).parent / "results" / "ppo_scaling.json"  # --device cud
 
 
 class EpisodeLog:
-    """A vector env that also notes (global step, return, seconds since creation) of every episode that ends."""
+    """A vector env that also notes (global step, return, seconds since creation) of every episode that ends.
+    An on-device env's returns stay on the device until `episodes()` is called: a copy to the host every step
+    would synchronize the GPU every step."""
 
     def __init__(self, envs, global_envs: int):
         self.envs, self.global_envs, self.step_count = envs, global_envs, 0
-        self.episodes: list[tuple[int, float, float]] = []
+        self.pending: list = []
         self.start = time.perf_counter()
 
     def __getattr__(self, name):
@@ -54,10 +58,16 @@ class EpisodeLog:
         out = self.envs.step(actions)
         self.step_count += self.global_envs  # rlcore.ppo counts steps over all ranks
         returns = out[4]["episode_return"]
-        returns = returns.detach().cpu().numpy() if hasattr(returns, "detach") else np.asarray(returns)  # torch envs
-        now = time.perf_counter() - self.start
-        self.episodes += [(self.step_count, float(r), now) for r in returns[~np.isnan(returns)]]
+        returns = returns.detach().clone() if hasattr(returns, "detach") else np.array(returns)
+        self.pending.append((self.step_count, returns, time.perf_counter() - self.start))
         return out
+
+    def episodes(self) -> list[tuple[int, float, float]]:
+        found = []
+        for step, returns, seconds in self.pending:
+            returns = returns.cpu().numpy() if hasattr(returns, "cpu") else returns
+            found += [(step, float(r), seconds) for r in returns[~np.isnan(returns)]]
+        return found
 
 
 def first_hit(episodes: list[tuple[int, float, float]]) -> tuple[int, float] | None:
@@ -79,6 +89,7 @@ def worker(args) -> None:
 
     from rlcore import distributed
     from rlcore.envs import make_vector
+    from rlcore.envs.torch_cartpole import make_on_device
     from rlcore.ppo import CARTPOLE_FAST, PPOConfig, train
 
     overrides = dict(CARTPOLE_FAST, total_timesteps=args.budget)
@@ -86,16 +97,19 @@ def worker(args) -> None:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     config = PPOConfig(**overrides, seed=args.seed, device=args.device, progress=False, stop_at_return=THRESHOLD)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    envs = EpisodeLog(make_vector(config.env_id, config.num_envs // world, backend=config.backend), config.num_envs)
+    rank, world = distributed.init_from_env(config.device)
+    local_envs = config.num_envs // world
+    made = (make_on_device(config.env_id, local_envs, config.torch_device()) if config.backend == "torch"
+            else make_vector(config.env_id, local_envs, backend=config.backend))
+    envs = EpisodeLog(made, config.num_envs)
     cpu = time.process_time()
     result = train(config, envs=envs)
     cpu = time.process_time() - cpu
     # Every rank's episodes and CPU time, gathered on rank 0: on a shared CPU the ranks compete for the same cores.
-    gathered = [(envs.episodes, cpu)]
+    gathered = [(envs.episodes(), cpu)]
     if distributed.active():
         gathered = [None] * distributed.world_size()
-        torch.distributed.all_gather_object(gathered, (envs.episodes, cpu))
+        torch.distributed.all_gather_object(gathered, (envs.episodes(), cpu))
     if distributed.is_main():
         hit = first_hit([e for episodes, _ in gathered for e in episodes])
         Path(args.out).write_text(json.dumps({
