@@ -134,7 +134,7 @@ def nbgrader_config(root: Path, *, slot: int = 0, timeout: int = DEFAULT_CELL_TI
     c = Config()
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = COURSE_ID
-    c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    c.CourseDirectory.db_url = _db_url(root)
     c.OverwriteCells.add_missing_cells = True
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError(\"Write your solution "
                                             "here, then run the check cell below.\")"}
@@ -175,7 +175,12 @@ def api_for(root: Path, **kwargs):
 def gradebook(root: Path):
     from nbgrader.api import Gradebook
 
-    return Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID)
+    return Gradebook(_db_url(root), COURSE_ID)
+
+
+def _db_url(root: Path) -> str:
+    # Parallel workers write the same SQLite gradebook; wait up to a minute for its lock (the default is 5 s).
+    return f"sqlite:///{Path(root) / 'gradebook.db'}?timeout=60"
 
 
 def init_course(root: Path, assignments: list[str], roster: Path | None = None, sources: Path = ROOT / "solutions"
@@ -344,10 +349,10 @@ def _autograde_one(root: str, assignment: str, student: str, slot: int, settings
         api = api_for(Path(root), slot=slot, **settings)
         for attempt in range(3):  # SQLite allows one writer at a time; a busy gradebook is retried
             out = api.autograde(assignment, student, force=True, create=True)
-            if out["success"] or "database is locked" not in out.get("log", ""):
+            if out["success"] or not re.search(r"locked|OperationalError", out.get("log", "")):
                 break
             time.sleep(1 + attempt)
-        return {"student": student, "success": out["success"], "log": out.get("log", "")[-4000:],
+        return {"student": student, "success": out["success"], "log": out.get("log", "")[-20000:],
                 "seconds": time.perf_counter() - start}
     except Exception as err:  # the run must go on for the other students
         return {"student": student, "success": False, "log": f"{type(err).__name__}: {err}",
@@ -455,8 +460,10 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
 
 
 def _last_error(log: str) -> str:
-    lines = [ln for ln in log.splitlines() if "ERROR" in ln or "Error" in ln]
-    return (lines[-1] if lines else log.strip().splitlines()[-1] if log.strip() else "no log")[:300]
+    """The exception behind a failed nbgrader run ('KeyError: ...'), else its last error line."""
+    raised = re.findall(r"^\s*([A-Za-z0-9_.]*(?:Error|Exception)[A-Za-z0-9_.]*: .+)$", log, flags=re.M)
+    lines = raised or [ln for ln in log.splitlines() if "ERROR" in ln] or log.strip().splitlines()[-1:] or ["no log"]
+    return lines[-1].strip()[:300]
 
 
 def _progress(total: int, desc: str, enabled: bool):

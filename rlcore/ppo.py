@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import torch
 from rlcore import distributed
 from rlcore.checkpoint import load_checkpoint, save_checkpoint
@@ -249,6 +250,8 @@ def train(config: PPOConfig, envs=None) -> Result:
     # ----------------------------------------------------------------------------------- networks
     agent = ActorCritic(obs_space, act_space, config.hidden).to(device)
     distributed.broadcast_parameters(agent)
+    if rank > 0:  # torch was seeded alike for identical initial parameters; actions must not share their noise
+        torch.manual_seed(int(rng.integers(2**31)))
     # fused: one kernel for all parameters instead of ~10 small ops per tensor (4x faster on CPU here).
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
     # bf16 autocast: matmuls in bfloat16, reductions such as log_softmax in float32 (a no-op when disabled).
@@ -274,8 +277,12 @@ def train(config: PPOConfig, envs=None) -> Result:
     if state is not None:
         agent.load_state_dict(state["agent"])
         optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        if rank == 0:  # the checkpoint holds rank 0's generators; the other ranks draw fresh streams of their own
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+        else:
+            rng = np.random.default_rng([config.seed, rank, state["iteration"]])
+            torch.manual_seed(int(rng.integers(2**31)))
         start_iteration, global_step = state["iteration"] + 1, state["global_step"]
         if obs_norm is not None:
             obs_norm.stats.load_state_dict(state["obs_norm"])

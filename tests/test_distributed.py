@@ -194,9 +194,6 @@ def _first_actions(rank, world):
     return np.stack(envs.actions)
 
 
-@pytest.mark.xfail(reason="rlcore/ppo.py seeds torch alike on every rank (for identical initial parameters) and "
-                          "samples actions from torch's global generator, so the ranks draw the same noise; "
-                          "reseeding it per rank after the broadcast makes the ranks explore independently.", strict=False)
 def test_the_ranks_explore_independently():
     # With independent noise, two near-uniform policies on different states agree on about half of the actions;
     # with the same noise they agree on almost all of them.
