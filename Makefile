@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # pytest workers: the suite is CPU bound and mostly numpy; two workers fit a 2-core machine.
 WORKERS ?= 2
 
-.PHONY: help setup lab test test-slow test-fast exercises demo bench references calibrate clean
+.PHONY: help setup lab test test-slow test-fast exercises demo bench bench-gpu references calibrate clean
 
 help:
 	@echo "make lab        set up .venv and start JupyterLab on the course (nbgrader extension on)"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo       grade the bandit solution headlessly; feedback plots land in demo/"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make bench      run the speed benchmarks"
+	@echo "make bench-gpu  run the GPU and multi-GPU benchmarks (on a machine with CUDA devices)"
 	@echo "make references regenerate our own reference data (minutes)"
 	@echo "make calibrate  regenerate the autograder calibration report (tens of minutes)"
 
@@ -66,6 +67,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bandits.py
 	$(PY) benchmarks/vector_envs.py
 	$(PY) benchmarks/ppo_cartpole.py
+	$(PY) benchmarks/ppo_scaling.py
+
+# On a CUDA machine: data-parallel PPO over every GPU (nccl) with the on-device CartPole.
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/ppo_scaling.py --device cuda --nproc $$(nvidia-smi -L | wc -l) --backend torch --num-envs 4096
 
 references: $(STAMP)
 	$(PY) -m autograder.references.generate
