@@ -16,7 +16,8 @@
   with these settings (autograder/references/ch14_large_batch_ppo.json), with the margin of section 6.4 computed
   from their spread. Not against CleanRL's 490.04: with a batch twice CARTPOLE_FAST's and a learning rate scaled
   to it, about one rlcore run in six is still stuck below 475 after 300k steps (two of our twelve), so a rule
-  calibrated on CleanRL's 3 seeds would fail a correct loop about seven times in ten. Ten seeds (VISIBLE_SEEDS).
+  against CleanRL's number would fail a correct loop five times in six (10 seeds; the reference file has the
+  fraction). Ten seeds (VISIBLE_SEEDS), not seven, for the same reason.
 """
 
 from __future__ import annotations
