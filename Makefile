@@ -68,9 +68,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/vector_envs.py
 	$(PY) benchmarks/ppo_cartpole.py
 	$(PY) benchmarks/ppo_scaling.py
+	$(PY) benchmarks/batch_scaling.py --jobs 2
+	$(PY) benchmarks/ppo_gpu.py --device cpu --variants --variant-sizes 32 256 4096
 
-# On a CUDA machine: data-parallel PPO over every GPU (nccl) with the on-device CartPole.
+# On a CUDA machine: on-device PPO from 1k to 1M environments, then data-parallel PPO over every GPU (nccl).
 bench-gpu: $(STAMP)
+	$(PY) benchmarks/ppo_gpu.py --device cuda --variants
 	$(PY) benchmarks/ppo_scaling.py --device cuda --nproc $$(nvidia-smi -L | wc -l) --backend torch --num-envs 4096
 
 references: $(STAMP)
