@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from autograder.checks import ch00
-from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV, CheckFailed
+from autograder.protocol import HIDDEN_ENV, CheckFailed
 from rlcore.evaluate import Episode, evaluate, random_policy, run_episode, run_episodes
 from rlcore.returns import discounted_return, returns_to_go
 from tests.helpers import solution_namespace
@@ -29,13 +29,6 @@ from tests.planted.ch00 import BUGS
 REPO = Path(__file__).resolve().parent.parent
 SOLUTION = REPO / "solutions" / "00_rl_loop" / "00_rl_loop.ipynb"
 REFERENCE = REPO / "autograder" / "references" / "ch00_rl_loop.json"
-
-
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    """Tests start without the environment variables a grading run would set."""
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
 
 
 def naive_returns(rewards, gamma):

@@ -24,7 +24,7 @@ import torch
 
 from autograder import deeprl, stats
 from autograder.checks import ch09
-from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV, CheckFailed
+from autograder.protocol import CheckFailed
 from rlcore import reinforce
 from rlcore.returns import lambda_returns
 from tests.helpers import solution_namespace
@@ -33,12 +33,6 @@ from tests.planted.ch09 import BUGS, LOOP_BUGS
 REPO = Path(__file__).resolve().parent.parent
 SOLUTION = REPO / "solutions" / "09_policy_gradients" / "09_policy_gradients.ipynb"
 REFERENCE = REPO / "autograder" / "references" / "ch09_reinforce.json"
-
-
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from autograder.checks import ch10
-from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV, CheckFailed
+from autograder.protocol import CheckFailed
 from rlcore import a2c
 from rlcore.returns import gae, lambda_returns
 from tests.helpers import solution_namespace
@@ -32,12 +32,6 @@ from tests.planted.ch10 import BUGS, CORRECT_LOOP, LOOP_BUGS
 REPO = Path(__file__).resolve().parent.parent
 SOLUTION = REPO / "solutions" / "10_actor_critic" / "10_actor_critic.ipynb"
 REFERENCE = REPO / "autograder" / "references" / "ch10_actor_critic.json"
-
-
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import torch
 
 from autograder import deeprl, stats
 from autograder.checks import ch11
-from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV, CheckFailed
+from autograder.protocol import CheckFailed
 from rlcore.ppo import ACROBOT_FAST, CARTPOLE_FAST, PPOConfig
 from tests.helpers import solution_namespace
 from tests.planted.ch11 import BUGS, LOOP_BUGS, loop_correct
@@ -31,13 +31,6 @@ from tests.planted.ch11 import BUGS, LOOP_BUGS, loop_correct
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "autograder" / "references" / "ch11_ppo.json"
 UNIT_CHECKS = list(BUGS)
-
-
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    """Tests start without the environment variables a grading run would set."""
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

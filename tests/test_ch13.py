@@ -32,13 +32,6 @@ LOCKSTEP_BUGS = [pytest.param(name, fn, id=f"{name}: {desc}") for name in ("moun
 SLOW = [pytest.param(cls, id=desc) for desc, cls in BUGS["speedup"]]
 
 
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    """Tests start without the environment variables a grading run would set."""
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture(scope="module")
 def solution():
     return solution_namespace("13_fast_environments")

@@ -21,19 +21,13 @@ import torch
 
 from autograder import deeprl, stats
 from autograder.checks import ch14
-from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV, CheckFailed
+from autograder.protocol import CheckFailed
 from rlcore.ppo import CARTPOLE_FAST, PPOConfig
 from tests.helpers import solution_namespace
 from tests.planted.ch14 import BUGS, LOOP_BUGS, loop_correct, step_correct
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "autograder" / "references" / "ch14_large_batch_ppo.json"
-
-
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from autograder.checks import ch15
-from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV, CheckFailed, LearnerCodeError
+from autograder.protocol import CheckFailed, LearnerCodeError
 from rlcore import distributed
 from tests.helpers import solution_namespace
 from tests.planted.ch15 import BUGS, DATA_PARALLEL_BUGS
@@ -27,13 +27,6 @@ pytestmark = pytest.mark.distributed
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "autograder" / "references" / "ch15_multi_gpu_ppo.json"
-
-
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    """Tests start without the environment variables a grading run would set."""
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

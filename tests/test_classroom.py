@@ -150,7 +150,7 @@ def _cases(course: Path, listener_port: int) -> dict:
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("classroom")
-    course, sources, subs = base / "course", base / "sources", base / "submissions"
+    course, sources = base / "course", base / "sources"
     _tiny_source(sources)
     roster = base / "roster.csv"
     roster.write_text("id,first_name,last_name,email\ncorrect,Ada,Lovelace,ada@example.org\n")

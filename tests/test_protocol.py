@@ -29,13 +29,6 @@ from autograder.protocol import (
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _no_grader_env(monkeypatch):
-    """Tests start without the environment variables a grading run would set."""
-    for name in (RESULTS_ENV, PLOTS_ENV, HIDDEN_ENV):
-        monkeypatch.delenv(name, raising=False)
-
-
 def _fail_message(body) -> tuple[type, str]:
     """Run `body(check)` inside a Check and return the type and message of what it raised."""
     with pytest.raises(CheckFailed) as info:
