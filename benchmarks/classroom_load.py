@@ -9,7 +9,8 @@ printing the environment, patched numpy, a reported instead of earned learning c
 notebook, an empty notebook, another assignment's notebook). They reach the driver as an LMS (Canvas) zip.
 
 Reports wall time, CPU time, the peak resident memory of the whole process tree (driver, workers, kernels;
-sampled every 0.5 s) and the grade distribution, and writes benchmarks/results/classroom_load.json.
+sampled every 0.5 s: a sum of RSS, which counts pages shared between processes once per process) and the grade
+distribution, and writes benchmarks/results/classroom_load.json.
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ def build_class(chapter: str, n: int, course: Path) -> dict[str, bytes]:
 
 class PeakMemory:
     """Peak resident memory of this process and all its descendants, sampled every `every` seconds, and
-    their CPU time (each process's last sample, so a process's final half second may be missed)."""
+    their CPU time (each process's last sample, so a process's final half second may be missed).
+
+    The peak is a sum of RSS: a page shared by several processes (a fork bomb's copies of its kernel, the
+    libraries every kernel maps) counts once per process, so it overstates the memory really in use."""
 
     def __init__(self, every: float = 0.5):
         self.every, self.peak, self._stop = every, 0, threading.Event()
