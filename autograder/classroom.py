@@ -189,6 +189,7 @@ def init_course(root: Path, assignments: list[str], roster: Path | None = None, 
     solutions/), released with nbgrader (which records their grade cells in the gradebook), and the students
     of `roster`."""
     root = Path(root).resolve()
+    _check_course_location(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / "nbgrader_config.py").write_text(CONFIG_FILE)
     known = sorted(p.name for p in Path(sources).iterdir() if p.is_dir())
@@ -208,6 +209,16 @@ def init_course(root: Path, assignments: list[str], roster: Path | None = None, 
         print(f"assignment {name}: source and release ready")
     if roster:
         print(f"{import_students(root, roster)} students imported from {roster}")
+
+
+def _check_course_location(root: Path) -> None:
+    """The sandbox hides the whole course directory from the kernel, so it must not hold the course's code or
+    the Python environment the kernel runs."""
+    for needed, what in ((ROOT, "the course repository"), (Path(sys.prefix).resolve(), "the Python environment")):
+        if root == needed or root in needed.parents:
+            raise SystemExit(f"error: the grading directory {root} contains {what} ({needed}); the sandbox hides the "
+                             "grading directory from student code, which would hide it too. Use a directory outside "
+                             f"it, e.g. {Path.home() / 'grading'}.")
 
 
 def import_students(root: Path, roster: Path) -> int:

@@ -349,3 +349,8 @@ def test_class_report_groups_the_failures(graded):
     assert {"wrong", "test-replaced", "grade-deleted", "allclose-patched"} <= never_explores
     assert "the notebook: the submission is an empty notebook (it has no cells)" in causes
     assert summary["full_marks"] == sum(r["score"] == 2 for s, r in graded["rows"].items() if s != "fake_curve")
+
+
+def test_a_grading_directory_around_the_course_code_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="contains the course repository"):
+        classroom.init_course(ROOT.parent, ["01_bandits"])
