@@ -70,6 +70,9 @@ class CurveTask:
         idle machine also their wall time). CPU time, so that a busy machine (a class graded in parallel)
         cannot fail a correct loop; a wall-clock alarm at WALL_FACTOR times the budget is the backstop
         against a loop that sleeps or waits.
+    env_class: the grader's recording environment, built as env_class(env_id, num_envs, seed=...,
+        total_timesteps=..., backend=...); None means GradedVectorEnv (a chapter with its own environment,
+        such as the on-device CartPole of chapter 14, passes a subclass).
     """
 
     check_id: str
@@ -90,6 +93,7 @@ class CurveTask:
     budget_s: float = 170.0
     min_steps_fraction: float = 0.9
     backend: str = "auto"
+    env_class: type | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,8 +384,8 @@ def curve_check(task: CurveTask, train: Callable, *, n_actions: int | None = Non
         with single_threaded():
             for k, seed in enumerate(seeds):
                 wall_left = WALL_FACTOR * task.budget_s - (time.monotonic() - wall_started)
-                envs = GradedVectorEnv(task.env_id, task.num_envs, seed=seed, total_timesteps=task.total_timesteps,
-                                       backend=task.backend)
+                envs = (task.env_class or GradedVectorEnv)(task.env_id, task.num_envs, seed=seed,
+                                                           total_timesteps=task.total_timesteps, backend=task.backend)
                 log = MetricLog()
                 t0, w0 = time.process_time(), time.monotonic()
                 try:

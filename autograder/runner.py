@@ -124,32 +124,20 @@ def _read_new_records(path: Path, offset: int) -> tuple[list[dict], int]:
     return [json.loads(line) for line in text.splitlines() if line.strip()], offset
 
 
-def execute_notebook(
-    path: str | Path,
-    *,
-    cell_timeout: int = DEFAULT_CELL_TIMEOUT,
-    plots_dir: str | Path | None = None,
-    hidden_file: str | Path | None = None,
-    workdir: str | Path | None = None,
-    progress=None,
-    sandbox: "Sandbox | None" = None,
-) -> NotebookResult:
+def execute_notebook(path: str | Path, *, workdir: str | Path | None = None, **options) -> NotebookResult:
     """Run every cell of the notebook at `path` in a fresh kernel and grade its grade cells.
 
     Notebooks without nbgrader grade cells are graded by their check records instead (each
-    `Check` in the notebook becomes one test worth 1 point). `progress(i, n, cell)` is called before
-    each cell when given.
-
-    sandbox: run the kernel in this `autograder.sandbox.Sandbox` (untrusted submissions): the notebook's
-    working directory is then the sandbox's scratch directory, and plots are copied out of it afterwards.
+    `Check` in the notebook becomes one test worth 1 point). The options are `run_notebook`'s
+    (cell_timeout, plots_dir, hidden_file, progress, sandbox); the working directory defaults to the
+    notebook's folder. A file that is not a notebook gives a result with the reason, not an exception.
     """
     path = Path(path)
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as err:  # not JSON, not a notebook: still a result with a reason
         return NotebookResult(str(path), [], 0.0, f"could not read {path.name} as a notebook: {err}")
-    return run_notebook(nb, str(path), cell_timeout=cell_timeout, plots_dir=plots_dir, hidden_file=hidden_file,
-                        workdir=workdir or path.parent, progress=progress, sandbox=sandbox)
+    return run_notebook(nb, str(path), workdir=workdir or path.parent, **options)
 
 
 def _mark_failed(cell, reason: str) -> None:
@@ -170,9 +158,13 @@ def run_notebook(
     progress=None,
     sandbox: "Sandbox | None" = None,
 ) -> NotebookResult:
-    """`execute_notebook` on a notebook already in memory (an nbformat NotebookNode), executed in place:
-    afterwards its cells hold their outputs, and a grade cell that timed out or never ran holds an error
-    output saying why. `label` names the notebook in the result."""
+    """Execute a notebook already in memory (an nbformat NotebookNode) in place and grade it: afterwards its
+    cells hold their outputs, and a grade cell that timed out or never ran holds an error output saying why.
+    `label` names the notebook in the result. `progress(i, n, cell)` is called before each cell when given.
+
+    sandbox: run the kernel in this `autograder.sandbox.Sandbox` (untrusted submissions): the notebook's
+    working directory is then the sandbox's scratch directory, and plots are copied out of it afterwards.
+    """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
         records_file = Path(tmp) / "records.jsonl"

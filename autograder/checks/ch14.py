@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from functools import lru_cache
@@ -392,18 +391,6 @@ class GradedTorchCartPole(deeprl.GradedVectorEnv):
         return obs, rewards, terminated, truncated, info
 
 
-@contextlib.contextmanager
-def _on_device_grading():
-    """deeprl.curve_check builds its environments with deeprl.GradedVectorEnv; for this chapter they are
-    GradedTorchCartPole."""
-    saved = deeprl.GradedVectorEnv
-    deeprl.GradedVectorEnv = GradedTorchCartPole
-    try:
-        yield
-    finally:
-        deeprl.GradedVectorEnv = saved
-
-
 def _delta(final: dict) -> float:
     """Section 6.4's margin from our reference runs: max(2 SD, 5% of the gain over a random policy)."""
     return stats.noninferiority_delta(final["mean"], final["sd"], CARTPOLE_RANDOM)
@@ -419,7 +406,7 @@ def _task() -> deeprl.CurveTask:
         published_mean=final["mean"], delta=_delta(final),
         published_label=f"rlcore with these settings, {final['n']} seeds, mean {final['mean']:.1f}", best_return=500.0,
         random_return=CARTPOLE_RANDOM, reference=reference, lesson=LESSON, sections=SECTIONS,
-        backend="torch",
+        backend="torch", env_class=GradedTorchCartPole,
         hint=(f"Keep every tensor on envs.device: pass the sampled action tensor to envs.step, store observations, "
               f"rewards and flags as the tensors the env returns, bootstrap truncated episodes from "
               f"V(info['final_obs']). With {NUM_ENVS} x {SETTINGS['num_steps']} = {NUM_ENVS * SETTINGS['num_steps']:,} "
@@ -429,5 +416,4 @@ def _task() -> deeprl.CurveTask:
 
 def train_large_batch_ppo(fn) -> None:
     """Run the learner's `train_large_batch_ppo(envs, seed, total_timesteps, log)` over the grading seeds."""
-    with _on_device_grading():
-        deeprl.curve_check(_task(), fn, n_actions=2)
+    deeprl.curve_check(_task(), fn, n_actions=2)
