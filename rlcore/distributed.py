@@ -90,8 +90,13 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group (at the end of a run; a no-op without one)."""
+    """Leave the process group (at the end of a run; a no-op without one).
+
+    Every rank waits for the others first: a rank that tears down its gloo connections while a peer is
+    still working (rank 0 writing its last checkpoint) can make that peer, or itself, abort at exit."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
