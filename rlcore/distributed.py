@@ -14,7 +14,9 @@ The recipe of data parallelism, in the order a training script meets it:
 3. start from identical parameters (`broadcast_parameters` from rank 0);
 4. after every backward pass, average the gradients over ranks (`all_reduce_gradients`), so every
    rank takes the same optimizer step and the replicas stay bit-identical without ever sending
-   parameters again;
+   parameters again; a loss that uses statistics of the whole minibatch (PPO's advantage
+   normalization) takes them over every rank's shard (`global_mean_std`), or the averaged gradient is
+   not one process's;
 5. take every decision that changes the control flow collectively (`kl_early_stop`,
    `all_reduce_mean`): a rank that leaves a loop the others stay in leaves them waiting forever in
    their next collective;
@@ -183,6 +185,32 @@ def all_reduce_mean(value: float, device: str | torch.device = "cpu") -> float:
     t = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return float(t.item()) / dist.get_world_size()
+
+
+def global_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and the standard deviation of x along its last dimension, over every rank's x together.
+
+    x: [..., n], this rank's shard of each row (e.g. [num_minibatches, local_minibatch_size] advantages);
+    returns (mean [...], std [...]) in x's dtype and on its device, each row's statistics over the W shards
+    of that row (W * n values when the shards are equal). std is torch's default, unbiased (ddof = 1), so one
+    process gets x.mean(-1), x.std(-1). Every rank must call it with the same leading shape; the shards of a
+    row may differ in size.
+
+    Why: per-minibatch advantage normalization with statistics of a rank's own shard is not the update of
+    one process on the whole minibatch (a shard's mean and std are not the minibatch's); with these, it is."""
+    if not active():
+        return x.mean(-1), x.std(-1)
+    # One all-reduce of (count, sum, sum of squares) per row, instead of a second one for the centred squares.
+    # The one-pass variance subtracts two large numbers: its relative error is about 1e-16 * (mean / std)^2 in
+    # float64, below float32 rounding unless |mean| / std exceeds about 10^4 (advantages: rarely above 10).
+    x64 = x.detach().to(torch.float64)
+    count = torch.full(x64.shape[:-1], float(x64.shape[-1]), dtype=torch.float64, device=x.device)
+    sums = torch.stack([count, x64.sum(-1), x64.square().sum(-1)], dim=-1)  # [..., 3]
+    dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    n, total, total_sq = sums.unbind(-1)
+    mean = total / n
+    var = (total_sq - total * mean) / (n - 1)  # sum of squared deviations / (n - 1)
+    return mean.to(x.dtype), var.clamp(min=0).sqrt().to(x.dtype)  # clamp: rounding can make var -1e-17
 
 
 def kl_early_stop(approx_kl: float, target_kl: float | None, device: str | torch.device = "cpu") -> bool:

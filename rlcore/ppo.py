@@ -30,8 +30,10 @@ batches on a GPU; benchmarks/ppo_gpu.py and course/14_large_batch_ppo.ipynb meas
 
 Distributed (torchrun): `num_envs` and `num_minibatches` describe the whole run; each of W ranks steps
 `local_num_envs = num_envs / W` environments with its own seeds, takes minibatches of
-`local_minibatch_size`, and averages gradients before each optimizer step, so W ranks perform the same
-updates as one process with all the environments (up to float summation order).
+`local_minibatch_size`, and averages gradients before each optimizer step. The ranks' shards of a minibatch
+together form the minibatch: norm_adv normalizes the advantages with the mean and std of all of them (one
+all-reduce per update, rlcore.distributed.global_mean_std), not of a rank's own shard. So W ranks perform the
+same updates as one process with all the environments (up to float summation order).
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class PPOConfig(RunOptions):
     update_epochs: int = 4
     """Passes over each rollout."""
     norm_adv: bool = True
-    """Normalize advantages to mean 0, std 1 within each minibatch."""
+    """Normalize advantages to mean 0, std 1 within each minibatch (with W ranks: the whole minibatch, every
+    rank's shard of it, not a rank's own shard)."""
     clip_coef: float = 0.2
     """Clip range epsilon of the probability ratio."""
     clip_vloss: bool = True
@@ -173,9 +176,14 @@ INVERTED_PENDULUM_FAST = dict(num_envs=16, num_steps=64, num_minibatches=2, upda
 
 
 def ppo_loss(agent: ActorCritic, config: PPOConfig, b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values,
-             mb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             mb: torch.Tensor, adv_mean: torch.Tensor | None = None, adv_std: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the minibatch `mb` (indices [B] into the flat batch b_* [T * N, ...]) and its diagnostics
-    (detached scalars): the clipped surrogate, the (optionally clipped) value loss and the entropy bonus."""
+    (detached scalars): the clipped surrogate, the (optionally clipped) value loss and the entropy bonus.
+
+    adv_mean, adv_std: scalars to normalize the advantages with (norm_adv) when `mb` is one rank's shard of
+    a minibatch that spans several ranks (rlcore.distributed.global_mean_std, computed before this function
+    so that torch.compile never sees a collective); None: the statistics of b_advantages[mb] itself."""
     newlogprob, entropy = agent.log_prob_entropy(b_obs[mb], b_actions[mb])
     newvalue = agent.value(b_obs[mb]).float()  # float32 even under bf16 autocast
     logratio = newlogprob.float() - b_logprobs[mb]
@@ -187,7 +195,9 @@ def ppo_loss(agent: ActorCritic, config: PPOConfig, b_obs, b_actions, b_logprobs
 
     mb_advantages = b_advantages[mb]
     if config.norm_adv:
-        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+        if adv_mean is None:  # the minibatch is all here
+            adv_mean, adv_std = mb_advantages.mean(), mb_advantages.std()
+        mb_advantages = (mb_advantages - adv_mean) / (adv_std + 1e-8)
 
     # Policy loss: the pessimistic bound, max of the negated unclipped and clipped objectives.
     pg_loss1 = -mb_advantages * ratio
@@ -355,14 +365,26 @@ def train(config: PPOConfig, envs=None) -> Result:
             b_returns, b_values = returns.reshape(-1), values_buf.reshape(-1)
 
             # ---- update: epochs of minibatch gradient steps on the clipped surrogate
+            # With W ranks, minibatch k of an epoch is every rank's k-th shard together, and norm_adv normalizes
+            # its advantages with the mean and std of all the shards. The epochs' orders are then drawn up front
+            # (the same draws), so that one all-reduce per update, not one per epoch, gives the statistics of all
+            # its minibatches [E, K]: on CPU ranks each collective costs about as much CPU as a gradient step.
+            orders = adv_mean = adv_std = None
+            if config.norm_adv and distributed.active():
+                orders = torch.stack([torch.randperm(T * N, generator=torch_gen, device=device)
+                                      for _ in range(config.update_epochs)])  # [E, T * N]
+                adv_mean, adv_std = distributed.global_mean_std(
+                    b_advantages[orders].view(config.update_epochs, -1, local_minibatch))  # [E, K] each
             clipfracs = []
             for epoch in range(config.update_epochs):
-                order = torch.randperm(T * N, generator=torch_gen, device=device)
-                for start in range(0, T * N, local_minibatch):
+                order = orders[epoch] if orders is not None else torch.randperm(T * N, generator=torch_gen,
+                                                                                 device=device)
+                for k, start in enumerate(range(0, T * N, local_minibatch)):
                     mb = order[start:start + local_minibatch]
+                    mb_mean, mb_std = (adv_mean[epoch, k], adv_std[epoch, k]) if orders is not None else (None, None)
                     with autocast():
                         loss, stats = loss_fn(agent, config, b_obs, b_actions, b_logprobs, b_advantages, b_returns,
-                                              b_values, mb)
+                                              b_values, mb, mb_mean, mb_std)
                     clipfracs.append(stats["clipfrac"])
 
                     optimizer.zero_grad(set_to_none=True)

@@ -338,8 +338,9 @@ def fixed_batch(seed: int, batch_size: int = 64, dtype=torch.float64) -> dict:
 
 def ppo_loss(agent: ActorCritic, mb: dict, clip_coef: float = 0.2) -> torch.Tensor:
     """rlcore/ppo.py's loss on a minibatch (clipped surrogate, clipped value loss, entropy bonus), without
-    per-minibatch advantage normalization: a mean and a std over a rank's half are not those of the whole
-    minibatch, so with norm_adv the two sides of (b) differ by more than rounding (lesson, section 4)."""
+    per-minibatch advantage normalization: normalizing a rank's shard needs the mean and std of the whole
+    minibatch, one more collective (rlcore.distributed.global_mean_std, lesson section 4), which is not one
+    of the learner's pieces; with a shard's own mean and std the two sides of (b) would differ by 1e-2."""
     newlogprob, entropy = agent.log_prob_entropy(mb["obs"], mb["actions"])
     newvalue = agent.value(mb["obs"])
     ratio = (newlogprob - mb["logprobs"]).exp()
