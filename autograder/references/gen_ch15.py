@@ -1,19 +1,21 @@
 """Regenerate our measurements for chapter 15 (autograder/references/ch15_multi_gpu_ppo.json).
 
-    python -m autograder.references.gen_ch15          # about 6 minutes of CPU on 2 cores
+    python -m autograder.references.gen_ch15          # about 8 minutes of CPU on 2 cores
 
 - Equivalence (b): the largest parameter difference between 2 (and 4) gloo ranks, each on its shard of every
   minibatch of a fixed PPO batch, and 1 process on the whole minibatches, after 8 SGD steps
   (`autograder.checks.ch15.data_parallel_updates`, the check's own experiment), in float64 and float32.
-- Sample efficiency (c): rlcore.ppo.train with the CARTPOLE_FAST preset (32 environments over all ranks, one
-  512-sample minibatch per epoch) for 100,000 steps on 1 process and on 2 gloo ranks (16 environments each),
-  over SEEDS; per seed the mean return of the last 100 training episodes of all ranks' environments (rlcore's
-  Result holds rank 0's alone, which with 2 ranks spans twice the training steps; stored too). Rule: one-sided
-  non-inferiority of the 2-rank seeds against the 1-rank mean with the margin of published_results.md
-  section 6.4 (`stats.noninferiority_delta`), and the two-sided difference with its standard error.
-  A third arm, "2 ranks, independent noise", reseeds torch's global generator on rank 1 (rlcore.ppo seeds it
-  alike on every rank for identical initial parameters, and samples actions from it, so the ranks'
-  exploration noise is shared); with it, how often the ranks' first actions agree.
+- Sample efficiency (c): rlcore.ppo.train as it is, with the CARTPOLE_FAST preset (32 environments over all
+  ranks, one 512-sample minibatch per epoch, advantage normalization over the whole minibatch) for 100,000
+  steps on 1 process and on 2 gloo ranks (16 environments each), over SEEDS; per seed the mean return of the
+  last 100 training episodes of all ranks' environments (rlcore's Result holds rank 0's alone, which with 2
+  ranks spans twice the training steps; stored too). Rule: one-sided non-inferiority of the 2-rank seeds
+  against the 1-rank mean with the margin of published_results.md section 6.4 (`stats.noninferiority_delta`),
+  and the two-sided difference with its standard error.
+  Two more 2-rank arms put back, one at a time, what earlier versions of rlcore.ppo did: "per-rank advantage
+  normalization" (each rank normalizes its own half of the minibatch with its own mean and std) and "shared
+  noise" (rank 1 keeps the torch generator that seeding gives every rank alike, so the ranks sample their
+  actions with the same noise); with each, how often the ranks' first 32 actions agree.
 
 There is no published number for data-parallel PPO on CartPole; the comparison is 2 ranks against our 1 rank.
 """
@@ -62,18 +64,28 @@ def equivalence() -> dict:
     return out
 
 
-def _train_rank(rank, world, seed, independent_noise, overrides=None):
+PER_RANK_ADV = "per-rank advantage normalization"
+SHARED_NOISE = "shared noise"
+
+
+def _train_rank(rank, world, seed, variant=None, overrides=None):
+    """rlcore.ppo.train on this rank, with `variant` (None, PER_RANK_ADV or SHARED_NOISE) put back; this process
+    is a fork, so every replacement below ends with it."""
     from rlcore import ppo
 
-    if independent_noise and rank > 0:
+    if variant not in (None, PER_RANK_ADV, SHARED_NOISE):
+        raise ValueError(f"unknown variant {variant!r}")
+    if variant == PER_RANK_ADV:
+        distributed.global_mean_std = lambda x: (x.mean(-1), x.std(-1))  # the statistics of this rank's shard
+    elif variant == SHARED_NOISE and rank > 0:
         original = ppo.seed_everything
 
         def seed_everything(seed_, rank_):
-            generator = original(seed_, rank_)
-            torch.manual_seed(int(np.random.SeedSequence([seed_, rank_]).generate_state(1)[0]))
+            generator = original(seed_, rank_)  # seeds torch alike on every rank
+            torch.manual_seed = lambda *args: None  # so rlcore.ppo's reseed of ranks > 0 does nothing
             return generator
 
-        ppo.seed_everything = seed_everything  # this process is a fork: the change ends with it
+        ppo.seed_everything = seed_everything
     from rlcore.envs import make_vector
 
     class Recording:
@@ -95,8 +107,9 @@ def _train_rank(rank, world, seed, independent_noise, overrides=None):
             self.episodes += [(self.step_count, float(r)) for r in returns[~np.isnan(returns)]]
             return out
 
-    config = ppo.PPOConfig(**dict(ppo.CARTPOLE_FAST, total_timesteps=STEPS, **(overrides or {})), seed=seed,
-                           progress=False)
+    settings = dict(ppo.CARTPOLE_FAST, total_timesteps=STEPS)
+    settings.update(overrides or {})
+    config = ppo.PPOConfig(**settings, seed=seed, progress=False)
     envs = Recording(make_vector(config.env_id, config.num_envs // world, backend=config.backend), config.num_envs)
     cpu = time.process_time()
     ppo.train(config, envs=envs)
@@ -119,10 +132,9 @@ def rank0_last_100(per_rank_episodes: list) -> float:
     return float(np.mean([r for _, r in per_rank_episodes[0][-100:]]))
 
 
-ARMS = {"1 rank": (1, False, {}), "2 ranks": (2, False, {}), "2 ranks, independent noise": (2, True, {})}
-# Is per-rank advantage normalization (each rank normalizes its half of the minibatch) what is left of the gap?
-NORM_ADV_ARMS = {"1 rank, norm_adv off": (1, False, {"norm_adv": False}),
-                 "2 ranks, independent noise, norm_adv off": (2, True, {"norm_adv": False})}
+# arm: (ranks, variant, config overrides)
+ARMS = {"1 rank": (1, None, {}), "2 ranks": (2, None, {}), f"2 ranks, {PER_RANK_ADV}": (2, PER_RANK_ADV, {}),
+        f"2 ranks, {SHARED_NOISE}": (2, SHARED_NOISE, {})}
 
 
 def sample_efficiency(arm_specs: dict = ARMS, reference_arm: str = "1 rank") -> dict:
@@ -132,8 +144,8 @@ def sample_efficiency(arm_specs: dict = ARMS, reference_arm: str = "1 rank") -> 
     hits = {k: [] for k in arms}
     rank0 = {k: [] for k in arms}
     for seed in SEEDS:
-        for arm, (world, independent, overrides) in arm_specs.items():
-            out = distributed.launch(_train_rank, world, seed, independent, overrides, timeout=900)
+        for arm, (world, variant, overrides) in arm_specs.items():
+            out = distributed.launch(_train_rank, world, seed, variant, overrides, timeout=900)
             final, hit = last_100_and_hit([o["episodes"] for o in out])
             arms[arm].append(round(final, 1))
             rank0[arm].append(round(rank0_last_100([o["episodes"] for o in out]), 1))
@@ -141,7 +153,7 @@ def sample_efficiency(arm_specs: dict = ARMS, reference_arm: str = "1 rank") -> 
             hits[arm].append(hit)
             if world == 2:
                 agreement[arm].append(float((out[0]["actions"] == out[1]["actions"]).mean()))
-            print(f"  seed {seed} {arm:28s}: last-100 mean {final:6.1f} (rank 0's alone {rank0[arm][-1]:6.1f}), "
+            print(f"  seed {seed} {arm:44s}: last-100 mean {final:6.1f} (rank 0's alone {rank0[arm][-1]:6.1f}), "
                   f"475 at {hit}, CPU {cpu[arm][-1]:.1f} s", flush=True)
     one = np.array(arms[reference_arm])
     ref_mean, ref_sd = float(one.mean()), float(one.std(ddof=1))
@@ -178,18 +190,9 @@ def compact_json(data) -> str:
 
 
 def main(argv: list[str] = ()) -> None:
-    """Everything; `--only norm_adv` adds the two arms without advantage normalization to the existing JSON."""
-    argv = list(argv)
+    """Everything, written to OUT."""
     torch.set_num_threads(1)
     started = time.perf_counter()
-    if argv[:2] == ["--only", "norm_adv"]:
-        data = json.loads(OUT.read_text())
-        print(f"advantage normalization: {len(SEEDS)} seeds x 2 arms x {STEPS:,} steps", flush=True)
-        data["sample_efficiency_norm_adv_off"] = sample_efficiency(NORM_ADV_ARMS, "1 rank, norm_adv off")
-        data["commands"] = [COMMAND, COMMAND + " --only norm_adv"]
-        OUT.write_text(compact_json(data) + "\n")
-        print(f"updated {OUT} in {time.perf_counter() - started:.0f} s")
-        return
     data = {
         "chapter": "15_multi_gpu_ppo",
         "description": "Data-parallel PPO with rlcore on gloo ranks of one CPU machine: the equivalence of W ranks "
@@ -204,7 +207,7 @@ def main(argv: list[str] = ()) -> None:
     print("equivalence of W ranks with 1 process on a fixed batch", flush=True)
     data["equivalence_max_abs_diff"] = equivalence()
     print(data["equivalence_max_abs_diff"], flush=True)
-    print(f"sample efficiency: {len(SEEDS)} seeds x 3 arms x {STEPS:,} steps", flush=True)
+    print(f"sample efficiency: {len(SEEDS)} seeds x {len(ARMS)} arms x {STEPS:,} steps", flush=True)
     data["sample_efficiency"] = sample_efficiency()
     data["wall_seconds"] = round(time.perf_counter() - started, 1)
     OUT.write_text(compact_json(data) + "\n")
