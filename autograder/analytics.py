@@ -77,9 +77,14 @@ def summarize(results: dict[str, dict]) -> dict:
     cells: dict[str, list[bool]] = defaultdict(list)
     curves: dict[str, list[dict]] = defaultdict(list)
     causes: dict[str, list[str]] = defaultdict(list)
+    overruled: dict[str, list[str]] = defaultdict(list)  # passed in the kernel, failed by the grader's replay
+    decided_by: dict[str, int] = defaultdict(int)
     for student, r in results.items():
         for test in r.get("tests", []):
             cells[test["name"]].append(test["status"] == "passed")
+            decided_by[test.get("extra_data", {}).get("decided_by", "kernel")] += 1
+            if "the grader's own run of this check failed" in test.get("output", ""):
+                overruled[test["name"]].append(student)
             for record in test.get("extra_data", {}).get("checks", []):
                 for curve in record.get("curves", []):
                     curves[f"{record['check']}: {curve['title']}"].append(dict(curve, student=student))
@@ -95,6 +100,8 @@ def summarize(results: dict[str, dict]) -> dict:
         "pass_rate": {name: float(np.mean(v)) for name, v in cells.items()},
         "curves": dict(curves),
         "diagnoses": [{"cause": c, "learners": len(s), "who": sorted(s)} for c, s in top],
+        "decided_by": dict(decided_by),
+        "overruled": {name: sorted(who) for name, who in overruled.items()},
     }
 
 
@@ -154,7 +161,16 @@ def class_report(course: Path, assignment: str) -> Path:
     parts = [f"<h1>{html.escape(assignment)}: class report</h1>",
              f"<p>{summary['learners']} learners graded; mean score {summary['mean_score']:.2f} of "
              f"{summary['max_score']:g}; {summary['full_marks']} with full marks.</p>",
-             f"<img src='data:image/png;base64,{_png(_score_figure(summary))}'>"]
+             f"<img src='data:image/png;base64,{_png(_score_figure(summary))}'>",
+             f"<p>Grades decided by the grader's replay: {summary['decided_by'].get('grader', 0)}; in the learner's "
+             f"kernel only: {summary['decided_by'].get('kernel', 0)} (checks the grader cannot replay, or cells that "
+             "failed there).</p>"]
+    if summary["overruled"]:
+        rows = "".join(f"<li>{html.escape(name)}: {html.escape(', '.join(who))}</li>"
+                       for name, who in summary["overruled"].items())
+        parts.append("<h2>Passed in the kernel, failed by the grader</h2><p>The check's outcome in these kernels "
+                     "was not what the grader computed from their own outputs: look at these submissions.</p>"
+                     f"<ul>{rows}</ul>")
     if summary["curves"]:
         parts.append("<h2>Learning curves, every learner</h2>")
         for name, curves in summary["curves"].items():

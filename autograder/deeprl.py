@@ -122,24 +122,62 @@ class GradedVectorEnv:
         self.total_timesteps = total_timesteps
         self.global_step = 0
         self.episodes: list[tuple[int, float, int]] = []
+        self._actions: list = []  # every action batch stepped, for the grader's replay (`record`, `replay`)
+        self._resets: list[list] = []  # [number of steps before it, seed]
 
     def reset(self, *, seed: int | None = None, **kwargs):
-        return self._envs.reset(seed=seed, **kwargs)
+        out = self._envs.reset(seed=seed, **kwargs)
+        self._resets.append([len(self._actions), None if seed is None else int(seed), kwargs])
+        return out
 
     def step(self, actions):
+        self._check_actions(actions)
         if self.global_step >= self.total_timesteps:
             raise BudgetExceeded(
                 f"the loop stepped the environments past total_timesteps = {self.total_timesteps:,} "
                 f"(each envs.step counts num_envs = {self.num_envs} steps). Stop collecting once "
                 "global_step reaches total_timesteps.")
         obs, rewards, terminated, truncated, info = self._envs.step(actions)
+        self._actions.append(self._copy(actions))
         self.global_step += self.num_envs
+        self._count_episodes(terminated, truncated, info)
+        return obs, rewards, terminated, truncated, info
+
+    def _check_actions(self, actions) -> None:
+        """Refuse actions of the wrong kind before stepping (the on-device env wants tensors)."""
+
+    def _copy(self, actions):
+        return np.array(actions, copy=True)
+
+    def _count_episodes(self, terminated, truncated, info) -> None:
         done = np.logical_or(terminated, truncated)
         if done.any():
             returns, lengths = info["episode_return"], info["episode_length"]
             for i in np.flatnonzero(done):
                 self.episodes.append((self.global_step, float(returns[i]), int(lengths[i])))
-        return obs, rewards, terminated, truncated, info
+
+    # -- the grader's replay (autograder/replay.py) -------------------------------------------------------
+
+    def record(self) -> dict:
+        """What the learner did to these environments, as plain data: resets and actions [steps, N]."""
+        actions = np.stack([np.asarray(a) for a in self._actions]) if self._actions else np.zeros((0, self.num_envs))
+        return {"resets": self._resets, "actions": actions}
+
+    def replay(self, data: dict) -> None:
+        """Do `record()`'s resets and steps again on these (the grader's) environments: the episodes they
+        count are then the grader's own simulation of the learner's actions."""
+        resets, actions = data["resets"], np.asarray(data["actions"])
+        at = 0
+        for k, row in enumerate(actions):
+            while at < len(resets) and resets[at][0] == k:
+                self.reset(seed=resets[at][1], **resets[at][2])
+                at += 1
+            self.step(self._as_actions(row))
+        for later in resets[at:]:
+            self.reset(seed=later[1], **later[2])
+
+    def _as_actions(self, row: np.ndarray):
+        return row
 
     def close(self) -> None:
         self._envs.close()
@@ -389,8 +427,11 @@ def curve_check(task: CurveTask, train: Callable, *, n_actions: int | None = Non
                 log = MetricLog()
                 t0, w0 = time.process_time(), time.monotonic()
                 try:
+                    # The kernel records the learner's actions; the grader's process replays them on its own
+                    # environments, so the returns graded there are its own simulation's (autograder/replay.py).
                     check.call(fn, envs, seed, task.total_timesteps, log, budget_s=max(wall_left, 1.0),
-                               what=f"{name}(envs, seed={seed}, total_timesteps={task.total_timesteps:,}, log)")
+                               what=f"{name}(envs, seed={seed}, total_timesteps={task.total_timesteps:,}, log)",
+                               record=lambda _, envs=envs: envs.record(), replay=envs.replay)
                 finally:
                     envs.close()
                 dt, wall = time.process_time() - t0, time.monotonic() - w0

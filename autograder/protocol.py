@@ -184,11 +184,22 @@ class Check:
     notes: list[str] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
     curves: list[dict] = field(default_factory=list)
+    # True, or why the grader cannot re-run this check on the kernel's record (a speed measured in the kernel):
+    # its grade is then decided in the kernel, and results say so.
+    replayable: bool | str = True
+    _replay = None  # the grader's replay of this check (autograder/replay.py), set on entering
+    _recording = None  # the kernel's record of this check, set on entering under the grader
 
     # -- entering and leaving -------------------------------------------------------------
 
     def __enter__(self) -> "Check":
+        from autograder import replay
+
         self._start = time.perf_counter()
+        # Under the grader the kernel records every crossing into learner code; in the grader's process the
+        # same check is re-run on that record (autograder/replay.py).
+        self._replay = replay.session().next_check(self.check_id) if replay.session() else None
+        self._recording = replay.Recording() if replay.recording_enabled() and self.replayable is True else None
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         warnings.simplefilter("ignore")
@@ -197,8 +208,14 @@ class Check:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        from autograder import replay
+
         self._errstate.__exit__(None, None, None)
         self._warnings.__exit__(None, None, None)
+        if exc_type is not None and issubclass(exc_type, (replay.Unverifiable, replay.ReplayMismatch)):
+            return False  # the grader's replay could not follow the record: verify_cell reports it
+        if self._replay is not None and exc_type is None and all(c.passed for c in self.cases):
+            self._replay.finish()  # a check that passes in the grader must have used the whole record
         if exc_type is not None and not issubclass(exc_type, Exception):
             return False  # KeyboardInterrupt (the learner or a cell timeout stopped it): not a grade
         first_failed = next((c for c in self.cases if not c.passed), None)
@@ -252,6 +269,12 @@ class Check:
             "curves": self.curves,
             "seconds": round(time.perf_counter() - self._start, 3),
         }
+        if self._recording is not None:
+            record["replay"] = self._recording.to_dict()
+            record["cell"] = _execution_count()
+        elif self.replayable is not True and os.environ.get(RESULTS_ENV):
+            record["replay"] = {"events": [], "unverifiable": str(self.replayable)}
+            record["cell"] = _execution_count()
         with open(path, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
 
@@ -259,6 +282,22 @@ class Check:
 
     def signature(self, fn: Any, *params: str) -> Callable:
         """Check that `fn` is a function that accepts the parameters `params` positionally."""
+        if self._replay is not None:
+            error = self._replay.signature()
+            if error:
+                raise LearnerCodeError(error)
+            return fn
+        try:
+            checked = self._signature(fn, *params)
+        except LearnerCodeError as err:
+            if self._recording is not None:
+                self._recording.signature(fn, str(err))
+            raise
+        if self._recording is not None:
+            self._recording.signature(fn)
+        return checked
+
+    def _signature(self, fn: Any, *params: str) -> Callable:
         if fn is None or not callable(fn):
             raise LearnerCodeError(
                 f"expected a function taking ({', '.join(params)}), got {describe(fn)}. "
@@ -278,16 +317,44 @@ class Check:
             pass  # builtins without a signature: let the call decide
         return fn
 
-    def call(self, fn: Callable, *args, budget_s: float | None = 10.0, what: str | None = None, **kwargs):
+    def call(self, fn: Callable, *args, budget_s: float | None = 10.0, what: str | None = None,
+             record: Callable | None = None, replay: Callable | None = None, **kwargs):
         """Call learner code and return its result, turning every failure into LearnerCodeError.
 
         budget_s: wall-clock seconds before the call is interrupted (None: no limit).
         what: how to describe the call in messages (default: name(args)).
+        record, replay: for a call whose result the grader must compute itself (an experiment that runs the
+        learner's agent): `record(result)` gives, in the kernel, plain data of what the learner did (its actions),
+        and `replay(data)` re-runs the experiment on it in the grader's process (autograder/replay.py).
         """
+        from autograder import replay as replaying
+
+        if self._replay is not None:
+            outcome, value = self._replay.call(args, kwargs, replay)
+            if outcome == "raised":
+                raise LearnerCodeError(value)
+            return value
+        if self._recording is None:
+            return self._call(fn, args, kwargs, budget_s, what)
+        if what is None:  # messages name the grader's objects, not the proxies learner code gets
+            what = _what(fn, args, kwargs)
+        if budget_s is not None:  # recording costs learner code time it must not be failed for
+            budget_s *= replaying.RECORDING_SLACK
+        watch: list[int] = []
+        if record is None:  # a recorded-and-replayed experiment is re-run whole: its arguments need no watching
+            args, kwargs, watch = self._recording.prepare(args, kwargs)
+        try:
+            value = self._call(fn, args, kwargs, budget_s, what)
+        except CheckFailed as err:
+            self._recording.raised(str(err), watch)
+            raise
+        self._recording.returned(value, watch, record)
+        return value
+
+    def _call(self, fn: Callable, args: tuple, kwargs: dict, budget_s: float | None, what: str | None):
         name = getattr(fn, "__name__", type(fn).__name__)
         if what is None:
-            shown = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
-            what = f"{name}({', '.join(shown)})"
+            what = _what(fn, args, kwargs)
         captured = io.StringIO()
         try:
             with _time_budget(budget_s), contextlib.redirect_stderr(captured):
@@ -393,6 +460,19 @@ class Check:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def _what(fn: Callable, args: tuple, kwargs: dict) -> str:
+    """How a call is named in messages: name(arguments described)."""
+    name = getattr(fn, "__name__", type(fn).__name__)
+    shown = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(shown)})"
+
+
+def _execution_count() -> int | None:
+    """The number of the notebook cell being run (In [n]), which attributes a record to its cell."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return getattr(shell, "execution_count", None) if shell else None
 
 
 def _in_notebook() -> bool:

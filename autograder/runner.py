@@ -25,6 +25,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV
 
 if TYPE_CHECKING:
+    from autograder.replay import Verification
     from autograder.sandbox import Sandbox
 
 DEFAULT_CELL_TIMEOUT = 600  # seconds; RL checks run experiments, nbgrader's default of 30 s is too short
@@ -41,6 +42,10 @@ class CellResult:
     output: str
     seconds: float
     checks: list[dict] = field(default_factory=list)
+    # Who decided the grade: "verified" (the grader's replay agreed), "failed" (the replay failed the cell),
+    # "kernel" (not replayable: the kernel's outcome stands, with `verification` saying why), "none" (no check).
+    verified: str = "none"
+    verification: str = ""
 
     @property
     def score(self) -> float:
@@ -75,7 +80,8 @@ class NotebookResult:
             "max_score": c.max_score,
             "status": "passed" if c.passed else "failed",
             "output": c.output,
-            "extra_data": {"seconds": round(c.seconds, 3), "checks": c.checks},
+            "extra_data": {"seconds": round(c.seconds, 3), "checks": c.checks, "decided_by": _decided_by(c),
+                           "verification": c.verification},
         } for i, c in enumerate(self.cells)]
         return {
             "score": self.score,
@@ -87,6 +93,15 @@ class NotebookResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _decided_by(cell: CellResult) -> str:
+    return {"verified": "grader", "failed": "grader", "kernel": "kernel"}.get(cell.verified, "kernel")
+
+
+def _without_replay(records: list[dict]) -> list[dict]:
+    """Check records as results keep them: the replay's events are the grader's working data, not feedback."""
+    return [{k: v for k, v in r.items() if k != "replay"} for r in records]
 
 
 def _grade_info(cell) -> tuple[bool, str, float]:
@@ -114,14 +129,25 @@ def _error_name(cell) -> str:
     return "an error"
 
 
+MAX_RECORDS_BYTES = 512 * 2**20  # one cell's check records; a kernel that writes more has its records ignored
+
+
 def _read_new_records(path: Path, offset: int) -> tuple[list[dict], int]:
     if not path.exists():
         return [], offset
+    if path.stat().st_size - offset > MAX_RECORDS_BYTES:  # never load a flood into the grader's memory
+        return [], path.stat().st_size
     with open(path) as f:
         f.seek(offset)
         text = f.read()
         offset = f.tell()
-    return [json.loads(line) for line in text.splitlines() if line.strip()], offset
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line the kernel's code mangled: not a record (a replayed check then misses it)
+            continue
+    return [r for r in records if isinstance(r, dict) and "check" in r], offset
 
 
 def execute_notebook(path: str | Path, *, workdir: str | Path | None = None, **options) -> NotebookResult:
@@ -138,6 +164,13 @@ def execute_notebook(path: str | Path, *, workdir: str | Path | None = None, **o
     except Exception as err:  # not JSON, not a notebook: still a result with a reason
         return NotebookResult(str(path), [], 0.0, f"could not read {path.name} as a notebook: {err}")
     return run_notebook(nb, str(path), workdir=workdir or path.parent, **options)
+
+
+def _verify(cell, records: list[dict], hidden_file) -> "Verification":
+    """The grader's replay of a grade cell that passed in the kernel."""
+    from autograder.replay import verify_cell
+
+    return verify_cell(cell.source, records, hidden_file=str(Path(hidden_file).resolve()) if hidden_file else None)
 
 
 def _mark_failed(cell, reason: str) -> None:
@@ -157,6 +190,7 @@ def run_notebook(
     workdir: str | Path | None = None,
     progress=None,
     sandbox: "Sandbox | None" = None,
+    verify: bool = True,
 ) -> NotebookResult:
     """Execute a notebook already in memory (an nbformat NotebookNode) in place and grade it: afterwards its
     cells hold their outputs, and a grade cell that timed out or never ran holds an error output saying why.
@@ -164,6 +198,10 @@ def run_notebook(
 
     sandbox: run the kernel in this `autograder.sandbox.Sandbox` (untrusted submissions): the notebook's
     working directory is then the sandbox's scratch directory, and plots are copied out of it afterwards.
+
+    verify: replay every grade cell's checks in this process on what the kernel recorded
+    (`autograder.replay.verify_cell`); a cell passes only if it passed in the kernel and its replay passes.
+    The grade cell's source is taken as the instructor's (nbgrader restores it before grading).
     """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
@@ -229,11 +267,19 @@ def run_notebook(
                     # A NameError here usually comes from an earlier cell that failed: say which.
                     text += f"\n(earlier, {earlier})"
                 if is_grade:
+                    verdict = _verify(cell, records, hidden_file) if verify and not errored else None
+                    if verdict is not None and verdict.overrules:
+                        reason = f"the grader's own run of this check failed: {verdict.reason}"
+                        _mark_failed(cell, reason)
+                        text, errored = f"{text}\n{reason}".strip(), True
                     results.append(CellResult(grade_id or f"cell {index}", index, points, not errored, text,
-                                              time.perf_counter() - cell_start, records))
+                                              time.perf_counter() - cell_start, _without_replay(records),
+                                              verdict.status if verdict else "none",
+                                              verdict.reason if verdict else ""))
                 elif not graded_cells:
-                    results += [CellResult(r["check"], index, 1.0, r["passed"], r["message"], r["seconds"], [r])
-                                for r in records]
+                    results += [CellResult(str(r["check"]), index, 1.0, r.get("passed") is True,
+                                           str(r.get("message", "")), float(r.get("seconds") or 0.0), [r])
+                                for r in _without_replay(records)]
                 if error:
                     break
             if sandbox is not None:

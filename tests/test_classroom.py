@@ -331,10 +331,18 @@ def test_monkeypatched_numpy_does_not_change_a_grade(graded):
     assert graded["rows"]["allclose_patched"]["score"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a grade is still decided by the check's outcome in the learner's kernel, "
-                                       "so code that patches the check itself there can change it")
 def test_patched_checks_cannot_change_a_grade(graded):
+    # The kernel passes the patched check; the grader's replay of it, in its own process, does not.
     assert graded["rows"]["grader_patched"]["score"] == 1
+    report = _results(graded, "grader_patched")
+    eps = next(t for t in report["tests"] if t["name"] == "check_epsilon_greedy")
+    assert eps["score"] == 0 and eps["extra_data"]["decided_by"] == "grader"
+    assert "the grader's own run of this check failed" in eps["output"]
+
+
+def test_every_grade_of_a_correct_submission_is_decided_by_the_grader(graded):
+    report = _results(graded, "correct")
+    assert [(t["extra_data"]["decided_by"], t["score"]) for t in report["tests"]] == [("grader", 1.0), ("grader", 1.0)]
 
 
 def test_class_report_groups_the_failures(graded):
@@ -349,6 +357,8 @@ def test_class_report_groups_the_failures(graded):
     assert {"wrong", "test-replaced", "grade-deleted", "allclose-patched"} <= never_explores
     assert "the notebook: the submission is an empty notebook (it has no cells)" in causes
     assert summary["full_marks"] == sum(r["score"] == 2 for s, r in graded["rows"].items() if s != "fake_curve")
+    assert summary["overruled"] == {"check_epsilon_greedy": ["grader-patched"]}  # the kernel said pass
+    assert summary["decided_by"]["grader"] >= 2 * 6  # correct, warnings, read-hidden, write-gradebook, ...
 
 
 def test_a_grading_directory_around_the_course_code_is_refused(tmp_path):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import shutil
 
 import nbformat
@@ -51,11 +52,19 @@ def test_exercise_is_in_sync_with_solution(chapter, tmp_path):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_solution_passes_under_nbgrader(chapter):
+def test_solution_passes_under_nbgrader(chapter, tmp_path, monkeypatch):
     """One execution per solution (the deep-RL chapters train for minutes), by nbgrader's own Validator:
     no failing test cell; each grade cell printed its check's pass line; nothing on stderr, which nbgrader
-    scores as a failure; and no bare value at the end of a grade cell, which it reads as partial credit."""
+    scores as a failure; and no bare value at the end of a grade cell, which it reads as partial credit.
+    The kernel records its checks as it does under the grader, and each grade cell's replay in this process
+    (autograder/replay.py) must confirm it or say why it cannot be replayed: never fail a correct solution."""
     from nbgrader.validator import Validator
+
+    from autograder.protocol import RESULTS_ENV
+    from autograder.replay import replayable, verify_cell
+
+    records_file = tmp_path / "records.jsonl"
+    monkeypatch.setenv(RESULTS_ENV, str(records_file))
 
     class Capturing(Validator):
         def _preprocess(self, nb):
@@ -74,6 +83,20 @@ def test_solution_passes_under_nbgrader(chapter):
         assert ("stream", "stderr") not in kinds, f"{gid} wrote to stderr"
         assert all(kind != "execute_result" for kind, _ in kinds), f"{gid} ends in a bare value"
         assert "✔" in text and "passed" in text, f"{gid} did not run a check that passed:\n{text}"
+
+    records = [json.loads(line) for line in records_file.read_text().splitlines()]
+    # A record names the kernel's execution count during its cell, which may run one ahead of the count
+    # nbclient shows for the cell: align them on the first grade cell.
+    offset = min(r["cell"] for r in records) - graded[0].execution_count
+    for cell in graded:
+        mine = [r for r in records if r.get("cell") == cell.execution_count + offset]
+        verdict = verify_cell(cell.source, mine)
+        gid = cell.metadata.nbgrader.grade_id
+        assert verdict.status in ("verified", "kernel"), f"{gid}: {verdict}"
+        # The registry of replayed checks is in step with what the grader can replay (python -m autograder.replay).
+        listed = {r["check"] for r in mine} & replayable()
+        assert bool(listed) == (verdict.status == "verified"), f"{gid}: {verdict}; autograder/replayable.json is stale"
+    assert all(r.get("replay") for r in records), "a check ran without recording its replay"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -338,6 +338,37 @@ def gradient_bandit_update(fn) -> None:
 # =============================================================================================
 
 
+class _ActionLog:
+    """The learner's agent, with the actions it chose kept (copies, [R] each) for the grader's replay."""
+
+    def __init__(self, agent, actions: list):
+        self.agent, self.actions = agent, actions
+
+    def act(self):
+        chosen = self.agent.act()
+        self.actions.append(np.array(chosen, copy=True))
+        return chosen
+
+    def update(self, actions, rewards):
+        self.agent.update(actions, rewards)
+
+
+class _Scripted:
+    """Plays recorded actions [T, R], one row per step (the grader's replay of a learner's run)."""
+
+    def __init__(self, actions: np.ndarray):
+        self.rows, self.t = np.asarray(actions), 0
+
+    def act(self) -> np.ndarray:
+        if self.t >= len(self.rows):
+            raise ValueError(f"the record has actions for {len(self.rows)} steps only")
+        self.t += 1
+        return self.rows[self.t - 1].astype(np.int64)
+
+    def update(self, actions, rewards) -> None:
+        pass
+
+
 def _curve_check(agent_class, class_name: str, title: str, hint: str) -> None:
     check_id = f"ch01.{class_name}_curves"
     with Check(check_id, title, hint=hint) as check:
@@ -349,15 +380,22 @@ def _curve_check(agent_class, class_name: str, title: str, hint: str) -> None:
             config = CONFIGS[key]
             curves_reward, curves_optimal, verdicts = [], [], []
             for seed in seeds:
+                actions: list[np.ndarray] = []
 
-                def make_agent(n_runs, k, rng, _params=config.params):
-                    return agent_class(n_runs, k, rng, **_params)
+                def make_agent(n_runs, k, rng, _params=config.params, _actions=actions):
+                    return _ActionLog(agent_class(n_runs, k, rng, **_params), _actions)
+
+                def replay(recorded, _mean=config.testbed_mean, _seed=seed):
+                    # The grader's own testbed, played with the actions the agent took: the rewards are the grader's.
+                    return ref.run_testbed(lambda n, k, rng: _Scripted(recorded), n_runs=N_RUNS, n_steps=N_STEPS,
+                                           mean=_mean, seed=_seed)
 
                 shown = ", ".join(f"{k}={v}" for k, v in config.params.items())
                 run = check.call(
                     ref.run_testbed, make_agent, n_runs=N_RUNS, n_steps=N_STEPS, mean=config.testbed_mean,
                     seed=seed, budget_s=120.0,
                     what=f"{class_name}({shown}) on {N_RUNS} runs x {N_STEPS} steps",
+                    record=lambda run, _actions=actions: np.stack(_actions).astype(np.int16), replay=replay,
                 )
                 verdicts += judge(config, run, reference)
                 curves_reward.append(run.mean_reward())

@@ -552,7 +552,8 @@ def speedup(cls) -> None:
     with Check("ch13.speedup", f"at least {SPEEDUP_BAR:g}x Gymnasium's SyncVectorEnv at N = {n} (CPU time)",
                hint=(f"No Python loop over the {n} envs in step: the physics, the flags and final_obs are array "
                      "operations on all cars at once; only the envs whose episode ended (a few per step) need "
-                     f"their own generator's draw ({SECTION_VECTORIZE}; {SECTION_DEBUG}).")) as check:
+                     f"their own generator's draw ({SECTION_VECTORIZE}; {SECTION_DEBUG})."),
+               replayable="a speed is measured in the kernel") as check:
         if not isinstance(cls, type):
             raise LearnerCodeError(f"expected the BatchedMountainCar class itself, got {describe(cls)}.")
         check.signature(cls, "num_envs")
