@@ -8,21 +8,26 @@ there (under the runner, which sets AUTOGRADER_RESULTS), every crossing into lea
 - what the call returned (numbers, arrays, tensors, and lists, tuples and dicts of them; anything else,
   such as an instance of the learner's class, as an opaque handle),
 - or the error it raised,
-- and, after each call, the new state of every grader-made object handed to learner code so far that
-  changed (arrays and tensors written in place, a numpy Generator that was drawn from, a network whose
-  weights or gradients moved, an optimizer's moments).
+- after each call, the new state of the grader's data it was given, when it changed (arrays and tensors
+  written in place, a numpy Generator that was drawn from), and of every network or optimizer handed over so
+  far (weights, gradients, moments: learner code may keep one and change it later, as loss.backward() does),
+- and every call the learner's code makes back into a grader object it was given (an environment, a
+  callback, a logger), which it gets behind a proxy (`_Proxy`).
 
 Afterwards the grader's process (`verify_cell`) runs the grade cell's own source again, from the
 instructor's copy, with the grader's own numpy and checks. The learner's names are bound to stand-ins:
 each call returns the next recorded value and restores the recorded states, so the check computes its
-inputs, its expected answers and every comparison itself, on the learner's recorded outputs. A grade cell
-passes only if it passed in the kernel AND its replay passes. What learner code can do to its kernel is
-limited to what it returns, which is exactly what is being graded.
+inputs, its expected answers and every comparison itself, on the learner's recorded outputs, and the
+recorded calls back are performed on the grader's own objects. A grade cell passes only if it passed in the
+kernel AND its replay passes. What learner code can do to its kernel is limited to what it returns, which is
+exactly what is being graded.
 
 A check can only be replayed when it is deterministic and reaches learner code only through `Check.call`.
 Where one is not (a speed measured in the kernel, ranks spawned as processes, an object the grader cannot
 snapshot), the replay says so and the grade stays the kernel's, marked "decided in the kernel" in the
-results, so an instructor can see which grades rest on the kernel alone. Curve checks pass a `replay=`
+results, so an instructor can see which grades rest on the kernel alone. Which checks are replayed is the
+grader's knowledge, not the record's: autograder/replayable.json (`python -m autograder.replay`) lists those
+replayed on every solution, and for them a missing or unreplayable record fails the cell. Curve checks pass a `replay=`
 function to `Check.call`: the kernel records what the learner did (its actions), and the grader re-runs
 the environment on them, so returns always come from the grader's own simulation.
 
@@ -33,7 +38,6 @@ can only supply outputs to be judged, never run code in the grader.
 from __future__ import annotations
 
 import ast
-import builtins
 import contextlib
 import importlib
 import io
@@ -477,13 +481,7 @@ def replayable() -> frozenset[str]:
 
 def _called(source: str) -> list[str]:
     """The check functions a grade cell calls, as 'chNN.name' (from its source)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    return [f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name) and re.fullmatch(r"ch\d\d", node.func.value.id)]
+    return [f"{call.func.value.id}.{call.func.attr}" for call in _check_calls(source)]
 
 
 def expected_records(source: str) -> set[str]:
@@ -492,21 +490,36 @@ def expected_records(source: str) -> set[str]:
     return {check_id for name in _called(source) for check_id in calls.get(name, [])}
 
 
-class _Names(dict):
-    """The namespace a grade cell's source runs in: `chNN` are the grader's check modules, builtins are
-    builtins, every other name is a stand-in for the learner's object of that name."""
+def _check_module(name: str):
+    """The grader's check module a grade cell names (`ch01` -> autograder.checks.ch01), or None."""
+    return importlib.import_module(f"autograder.checks.{name}") if re.fullmatch(r"ch\d\d", name) else None
 
-    def __missing__(self, name: str) -> Any:
-        if re.fullmatch(r"ch\d\d", name):
-            return importlib.import_module(f"autograder.checks.{name}")
-        if hasattr(builtins, name):
-            raise KeyError(name)
-        return StandIn(name)
+
+def _check_calls(source: str) -> list[ast.Call]:
+    """The cell's calls of check functions: statements `chNN.name(learner_name, ..., key=constant)`.
+
+    Only these run in the grader's process: a cell's source is the instructor's under nbgrader, but
+    `python -m autograder check` takes a notebook as it is, and nothing else in it may run outside the
+    sandbox. Other statements (an instructor's hidden asserts) ran in the kernel only."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    calls = []
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name) and not call.func.attr.startswith("_")
+                and _check_module(call.func.value.id) is not None
+                and all(isinstance(a, (ast.Name, ast.Constant)) for a in call.args)
+                and all(k.arg and isinstance(k.value, ast.Constant) for k in call.keywords)):
+            calls.append(call)
+    return calls
 
 
 def verify_cell(source: str, records: list[dict], *, hidden_file: str | None = None) -> Verification:
-    """Replay the grade cell `source` (the instructor's copy) in this process against the kernel's
-    `records` of it, and say whether the grader confirms the cell."""
+    """Replay the check calls of the grade cell `source` in this process against the kernel's `records` of
+    it, and say whether the grader confirms the cell."""
     from autograder.protocol import HIDDEN_ENV, PLOTS_ENV, RESULTS_ENV, CheckFailed
 
     missing = sorted(expected_records(source) - {r.get("check") for r in records})
@@ -515,33 +528,29 @@ def verify_cell(source: str, records: list[dict], *, hidden_file: str | None = N
                                       "check did not run there, or its record was removed")
     if not any(r.get("check") for r in records):
         return Verification("none")
-    try:
-        code = compile(ast.parse(source), "<grade cell>", "exec")
-    except SyntaxError as err:
-        return Verification("kernel", f"the cell's source cannot be compiled here: {err}")
+    known = sorted({r.get("check") for r in records} & replayable())
     env = {RESULTS_ENV: None, PLOTS_ENV: None, HIDDEN_ENV: str(hidden_file) if hidden_file else None,
            "MPLBACKEND": "Agg"}
     with _replaying(records, env) as replay_session:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                exec(code, {"__builtins__": builtins}, _Names())
-            if replay_session.current is not None:
-                replay_session.current.finish()
+                for call in _check_calls(source):
+                    check = getattr(_check_module(call.func.value.id), call.func.attr)
+                    args = [StandIn(a.id) if isinstance(a, ast.Name) else a.value for a in call.args]
+                    check(*args, **{k.arg: k.value.value for k in call.keywords})
             if replay_session.records:
                 raise ReplayMismatch(f"the kernel recorded {len(replay_session.records)} check(s) the cell does not run")
-        except Unverifiable as err:
-            known = sorted({r.get("check") for r in records} & replayable())
-            if known:  # the grader replays this check on every correct solution: a record it cannot follow is forged
-                return Verification("failed", f"{known[0]} is replayed by the grader, but the record your kernel "
-                                              f"made of it cannot be ({err})")
-            return Verification("kernel", str(err))
         except ReplayMismatch as err:
             return Verification("failed", f"the check's record in your kernel does not match the check ({err})")
         except CheckFailed as err:
             lines = [line.strip() for line in str(err).splitlines()[:2]]  # the check's title and its failed case
             return Verification("failed", ": ".join(lines) if lines else "the check failed")
-        except Exception as err:  # the check raised in the grader: not replayable here
-            return Verification("kernel", f"the replay raised {type(err).__name__}: {err}")
+        except (Unverifiable, Exception) as err:  # noqa: BLE001 - the grader could not follow the record
+            why = str(err) if isinstance(err, Unverifiable) else f"the replay raised {type(err).__name__}: {err}"
+            if known:  # the grader replays this check on every correct solution: a record it cannot follow is forged
+                return Verification("failed", f"{known[0]} is replayed by the grader, but the record your kernel "
+                                              f"made of it cannot be ({why})")
+            return Verification("kernel", why)
     return Verification("verified")
 
 

@@ -207,16 +207,16 @@ def test_an_object_the_grader_cannot_follow_leaves_the_grade_to_the_kernel(monke
     check(lambda x: {x})
     monkeypatch.delenv(RESULTS_ENV)
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    monkeypatch.setattr(replay, "_Names", _names_with({"demo": demo}))
+    monkeypatch.setattr(replay, "_check_module", _names_with({"demo": demo}))
     verdict = replay.verify_cell("demo.opaque(f)", records)
     assert verdict.status == "kernel" and "only the kernel has" in verdict.reason
 
 
 def _names_with(extra: dict):
-    class Names(replay._Names):
-        def __missing__(self, name):
-            return extra[name] if name in extra else super().__missing__(name)
-    return Names
+    """replay._check_module that also knows the test's own check modules."""
+    def module(name, _real=replay._check_module):
+        return extra.get(name) or _real(name)
+    return module
 
 
 def test_a_grader_callback_is_replayed_into_the_graders_own_object(monkeypatch, tmp_path):
@@ -241,7 +241,7 @@ def test_a_grader_callback_is_replayed_into_the_graders_own_object(monkeypatch, 
 
     demo = types.ModuleType("demo")
     demo.counter = check
-    monkeypatch.setattr(replay, "_Names", _names_with({"demo": demo}))
+    monkeypatch.setattr(replay, "_check_module", _names_with({"demo": demo}))
 
     def learner(counter):
         assert isinstance(counter, Counter)  # the proxy looks like the grader's object
@@ -271,7 +271,7 @@ def test_a_learning_curve_is_the_graders_simulation_of_the_learners_actions(monk
 
     demo = types.ModuleType("demo")
     demo.curve = lambda fn: deeprl.curve_check(task(seeds=(1, 2, 3)), fn)
-    monkeypatch.setattr(replay, "_Names", _names_with({"demo": demo}))
+    monkeypatch.setattr(replay, "_check_module", _names_with({"demo": demo}))
 
     def kernel(fn, patch=None):
         path = tmp_path / "curve.jsonl"
@@ -299,3 +299,16 @@ def test_a_learning_curve_is_the_graders_simulation_of_the_learners_actions(monk
     assert passed  # the kernel's bookkeeping was fooled
     verdict = replay.verify_cell("demo.curve(train)", records)
     assert verdict.status == "failed" and "last-100 mean return" in verdict.reason
+
+
+def test_only_check_calls_run_in_the_graders_process(monkeypatch, tmp_path):
+    """`python -m autograder check` takes a notebook as it is: of a grade cell, the grader runs only its
+    `chNN.name(learner_names)` calls, never other code a learner put there."""
+    marker = tmp_path / "ran-in-the-grader"
+    cell = f"open({str(marker)!r}, 'w').write('x')\nch01.epsilon_greedy(epsilon_greedy)\nimport os"
+    passed, records = _kernel_run(monkeypatch, tmp_path, cell, {"epsilon_greedy": good_epsilon_greedy})
+    assert passed and marker.exists()  # it ran in the "kernel"
+    marker.unlink()
+    assert replay.verify_cell(cell, records).status == "verified"
+    assert not marker.exists()
+    assert replay._called("ch01.ucb(ucb)\nch01._private(x)\nch01.ucb(print(1))\nos.system('x')") == ["ch01.ucb"]
