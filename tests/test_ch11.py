@@ -110,7 +110,8 @@ def test_reference_expressions_are_those_of_rlcore_ppo():
         "ratio = logratio.exp()",
         "approx_kl = ((ratio - 1) - logratio).mean()",
         "((ratio - 1.0).abs() > config.clip_coef).float().mean()",
-        "(mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)",
+        "adv_mean, adv_std = mb_advantages.mean(), mb_advantages.std()",  # one process: the minibatch's own
+        "mb_advantages = (mb_advantages - adv_mean) / (adv_std + 1e-8)",
         "torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)",
         "pg_loss = torch.max(pg_loss1, pg_loss2).mean()",
         "v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[mb]) ** 2).mean()",
