@@ -199,9 +199,9 @@ def run_notebook(
     sandbox: run the kernel in this `autograder.sandbox.Sandbox` (untrusted submissions): the notebook's
     working directory is then the sandbox's scratch directory, and plots are copied out of it afterwards.
 
-    verify: replay every grade cell's checks in this process on what the kernel recorded
+    verify: replay every grade cell's check calls in this process on what the kernel recorded
     (`autograder.replay.verify_cell`); a cell passes only if it passed in the kernel and its replay passes.
-    The grade cell's source is taken as the instructor's (nbgrader restores it before grading).
+    Only the cell's calls of check functions run here, never other code in it.
     """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="autograder-") as tmp:
