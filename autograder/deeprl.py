@@ -160,8 +160,12 @@ class GradedVectorEnv:
 
     def record(self) -> dict:
         """What the learner did to these environments, as plain data: resets and actions [steps, N]."""
-        actions = np.stack([np.asarray(a) for a in self._actions]) if self._actions else np.zeros((0, self.num_envs))
+        actions = self._stacked() if self._actions else np.zeros((0, self.num_envs))
         return {"resets": self._resets, "actions": actions}
+
+    def _stacked(self) -> np.ndarray:
+        """The kept action batches as one host array [steps, N]."""
+        return np.stack([np.asarray(a) for a in self._actions])
 
     def replay(self, data: dict) -> None:
         """Do `record()`'s resets and steps again on these (the grader's) environments: the episodes they

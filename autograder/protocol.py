@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from autograder import replay as replay_mod  # Check.call's `replay` argument keeps the plain name
 from autograder.stats import Verdict
 
 RESULTS_ENV = "AUTOGRADER_RESULTS"
@@ -193,13 +194,12 @@ class Check:
     # -- entering and leaving -------------------------------------------------------------
 
     def __enter__(self) -> "Check":
-        from autograder import replay
-
         self._start = time.perf_counter()
         # Under the grader the kernel records every crossing into learner code; in the grader's process the
         # same check is re-run on that record (autograder/replay.py).
-        self._replay = replay.session().next_check(self.check_id) if replay.session() else None
-        self._recording = replay.Recording() if replay.recording_enabled() and self.replayable is True else None
+        session = replay_mod.session()
+        self._replay = session.next_check(self.check_id) if session else None
+        self._recording = replay_mod.Recording() if replay_mod.recording_enabled() and self.replayable is True else None
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         warnings.simplefilter("ignore")
@@ -208,11 +208,9 @@ class Check:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        from autograder import replay
-
         self._errstate.__exit__(None, None, None)
         self._warnings.__exit__(None, None, None)
-        if exc_type is not None and issubclass(exc_type, (replay.Unverifiable, replay.ReplayMismatch)):
+        if exc_type is not None and issubclass(exc_type, (replay_mod.Unverifiable, replay_mod.ReplayMismatch)):
             return False  # the grader's replay could not follow the record: verify_cell reports it
         if self._replay is not None and exc_type is None and all(c.passed for c in self.cases):
             self._replay.finish()  # a check that passes in the grader must have used the whole record
@@ -327,10 +325,8 @@ class Check:
         learner's agent): `record(result)` gives, in the kernel, plain data of what the learner did (its actions),
         and `replay(data)` re-runs the experiment on it in the grader's process (autograder/replay.py).
         """
-        from autograder import replay as replaying
-
         if self._replay is not None:
-            outcome, value = self._replay.call(args, kwargs, replay)
+            outcome, value = self._replay.call(args, kwargs, replay)  # `replay` here is the call's argument
             if outcome == "raised":
                 raise LearnerCodeError(value)
             return value
@@ -339,7 +335,7 @@ class Check:
         if what is None:  # messages name the grader's objects, not the proxies learner code gets
             what = _what(fn, args, kwargs)
         if budget_s is not None:  # recording costs learner code time it must not be failed for
-            budget_s *= replaying.RECORDING_SLACK
+            budget_s *= replay_mod.RECORDING_SLACK
         watch: list[int] = []
         if record is None:  # a recorded-and-replayed experiment is re-run whole: its arguments need no watching
             args, kwargs, watch = self._recording.prepare(args, kwargs)

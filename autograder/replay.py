@@ -38,6 +38,7 @@ can only supply outputs to be judged, never run code in the grader.
 from __future__ import annotations
 
 import ast
+import collections
 import contextlib
 import importlib
 import io
@@ -70,6 +71,31 @@ MAX_RECORD_BYTES = 64 * 2**20  # a check's recorded events beyond this are not k
 
 
 # ------------------------------------------------------------------------------ recording (the kernel)
+
+
+class _Ledger:
+    """The grader objects handed to learner code, numbered in the order first seen, kept alive (so an id is
+    never reused). The kernel's Recording and the grader's Replay keep the same ledger over the same check, so
+    an index in the record names the same object on both sides."""
+
+    def __init__(self):
+        self.handles: list[Any] = []  # objects learner code gets behind a proxy
+        self.tracked: list[tuple[Any, str]] = []  # data whose state is snapshotted
+        self._index: dict[int, int] = {}
+
+    def note(self, value: Any) -> tuple[str | None, int]:
+        """(kind, index in handles or tracked) of `value`, adding it when first seen; index -1 for kind None."""
+        kind = _kind(value)
+        if kind is None:
+            return None, -1
+        if id(value) not in self._index:
+            ledger = self.handles if kind == "proxy" else self.tracked
+            self._index[id(value)] = len(ledger)
+            ledger.append(value if kind == "proxy" else (value, kind))
+        return kind, self._index[id(value)]
+
+    def seen(self, value: Any) -> bool:
+        return id(value) in self._index
 
 
 class _Proxy:
@@ -134,10 +160,7 @@ class Recording:
         self.events: list[dict] = []
         self.learner_ids: set[int] = set()  # objects that came from learner code (never snapshotted)
         self._learner_objects: list[Any] = []  # kept alive, so that their ids are never reused for grader objects
-        self.handles: list[Any] = []  # grader objects learner code got as proxies, first seen first
-        self._handle_of: dict[int, int] = {}
-        self.tracked: list[tuple[Any, str]] = []  # grader data handed to learner code, first seen first
-        self._tracked_of: dict[int, int] = {}
+        self.ledger = _Ledger()
         self._fingerprints: dict[int, str] = {}
         self._callbacks: list[dict] = []
         self.unverifiable = ""
@@ -172,28 +195,22 @@ class Recording:
         def one(value):
             if id(value) in self.learner_ids:
                 return value
+            first = not self.ledger.seen(value)
             try:
-                kind = _kind(value)
+                kind, index = self.ledger.note(value)
+                if first and kind not in (None, "proxy"):  # only changes from here on are recorded
+                    self._fingerprints[index] = _fingerprint(value, kind)
             except Unverifiable as err:
                 self.fail(str(err))
+                return value
+            except Exception as err:  # noqa: BLE001 - an object the grader cannot read: not replayable
+                self.fail(f"the state of a {type(value).__name__} could not be read ({type(err).__name__})")
                 return value
             if kind is None:
                 return value
             if kind == "proxy":
-                if id(value) not in self._handle_of:
-                    self._handle_of[id(value)] = len(self.handles)
-                    self.handles.append(value)
-                return _Proxy(self, self._handle_of[id(value)], value)
-            if id(value) not in self._tracked_of:
-                try:
-                    fingerprint = _fingerprint(value, kind)
-                except Exception as err:  # noqa: BLE001 - an object the grader cannot read: not replayable
-                    self.fail(f"the state of a {type(value).__name__} could not be read ({type(err).__name__})")
-                    return value
-                self._tracked_of[id(value)] = len(self.tracked)
-                self.tracked.append((value, kind))
-                self._fingerprints[len(self.tracked) - 1] = fingerprint
-            watch.append(self._tracked_of[id(value)])
+                return _Proxy(self, index, value)
+            watch.append(index)
             return value
 
         args = tuple(one(v) for v in args)
@@ -217,9 +234,10 @@ class Recording:
         """Snapshots of the data that changed: this call's arguments, and every network or optimizer
         handed over so far (learner code may keep one and change it later, e.g. in loss.backward())."""
         changed = {}
-        indices = set(watch) | {i for i, (_, kind) in enumerate(self.tracked) if kind == "stateful"}
+        tracked = self.ledger.tracked
+        indices = set(watch) | {i for i, (_, kind) in enumerate(tracked) if kind == "stateful"}
         for index in sorted(indices):
-            obj, kind = self.tracked[index]
+            obj, kind = tracked[index]
             fingerprint = _fingerprint(obj, kind)
             if self._fingerprints.get(index) != fingerprint:
                 self._fingerprints[index] = fingerprint
@@ -314,16 +332,13 @@ class Replay:
 
     def __init__(self, record: dict):
         self.check_id = record.get("check", "")
-        self.events = list(record.get("replay", {}).get("events", []))
-        self.handles: list[Any] = []
-        self._handle_of: dict[int, int] = {}
-        self.tracked: list[tuple[Any, str]] = []
-        self._tracked_of: dict[int, int] = {}
+        self.events = collections.deque(record.get("replay", {}).get("events", []))
+        self.ledger = _Ledger()
 
     def _next(self, kind: str) -> dict:
         if not self.events:
             raise ReplayMismatch(f"{self.check_id}: the kernel's record ends before the check does")
-        event = self.events.pop(0)
+        event = self.events.popleft()
         if event.get("kind") != kind:
             raise ReplayMismatch(f"{self.check_id}: the record has a {event.get('kind')} where the check makes a "
                                  f"{kind}")
@@ -332,25 +347,12 @@ class Replay:
     def signature(self) -> str:
         return self._next("signature").get("error", "")
 
-    def _note(self, args: tuple, kwargs: dict) -> None:
-        """The same bookkeeping as Recording.prepare, on the grader's own objects."""
-        for value in (*args, *kwargs.values()):
-            if type(value) is StandIn:
-                continue
-            kind = _kind(value)
-            if kind == "proxy" and id(value) not in self._handle_of:
-                self._handle_of[id(value)] = len(self.handles)
-                self.handles.append(value)
-            elif kind not in (None, "proxy") and id(value) not in self._tracked_of:
-                self._tracked_of[id(value)] = len(self.tracked)
-                self.tracked.append((value, kind))
-
     def _perform(self, callbacks: list[dict]) -> None:
         """What learner code did to the grader's objects, done again to this process's objects."""
         for cb in callbacks:
-            if cb["target"] >= len(self.handles):
+            if cb["target"] >= len(self.ledger.handles):
                 raise ReplayMismatch(f"{self.check_id}: the record calls an object the check never handed over")
-            obj = self.handles[cb["target"]]
+            obj = self.ledger.handles[cb["target"]]
             for name in cb["path"]:
                 obj = getattr(obj, name)
             args, kwargs = decode(cb["args"]), decode(cb["kwargs"])
@@ -359,23 +361,23 @@ class Replay:
                     setattr(obj, *args)
                 else:
                     obj(*args, **kwargs)
-            except Exception as err:  # learner code saw this error in the kernel too, and carried on
-                if os.environ.get("AUTOGRADER_DEBUG_REPLAY"):
-                    print("replay callback raised", type(err).__name__, err, cb["target"], cb["path"],
-                          [type(h).__name__ for h in self.handles], file=sys.stderr)
+            except Exception:  # noqa: BLE001 - learner code saw this error in the kernel too, and carried on
+                pass
 
     def call(self, args: tuple, kwargs: dict, replay=None) -> tuple[str, Any]:
         """('raised', message) or ('value', the value), after performing the recorded callbacks and restoring
         the recorded states."""
-        if replay is None:
-            self._note(args, kwargs)
+        if replay is None:  # the same bookkeeping as Recording.prepare, on the grader's own objects
+            for value in (*args, *kwargs.values()):
+                if type(value) is not StandIn:
+                    self.ledger.note(value)
         event = self._next("call")
         self._perform(event.get("callbacks", []))
         for index, data in event.get("state", {}).items():
             i = int(index)
-            if i >= len(self.tracked):
+            if i >= len(self.ledger.tracked):
                 raise ReplayMismatch(f"{self.check_id}: the record changes an object the check never handed over")
-            obj, kind = self.tracked[i]
+            obj, kind = self.ledger.tracked[i]
             restore(obj, kind, decode(data))
         if "raised" in event:
             return "raised", str(event["raised"])
@@ -401,7 +403,6 @@ class Replay:
 class _Session:
     def __init__(self, records: list[dict]):
         self.records = list(records)
-        self.current: Replay | None = None
 
     def next_check(self, check_id: str) -> Replay:
         if not self.records:
@@ -413,8 +414,7 @@ class _Session:
             raise Unverifiable(record["replay"]["unverifiable"])
         if "replay" not in record:
             raise ReplayMismatch(f"{check_id}: the kernel's record has no events")
-        self.current = Replay(record)
-        return self.current
+        return Replay(record)
 
 
 _REPLAY: _Session | None = None
@@ -539,7 +539,8 @@ def verify_cell(source: str, records: list[dict], *, hidden_file: str | None = N
                     args = [StandIn(a.id) if isinstance(a, ast.Name) else a.value for a in call.args]
                     check(*args, **{k.arg: k.value.value for k in call.keywords})
             if replay_session.records:
-                raise ReplayMismatch(f"the kernel recorded {len(replay_session.records)} check(s) the cell does not run")
+                extra = len(replay_session.records)
+                raise ReplayMismatch(f"the kernel recorded {extra} check(s) the cell does not run")
         except ReplayMismatch as err:
             return Verification("failed", f"the check's record in your kernel does not match the check ({err})")
         except CheckFailed as err:

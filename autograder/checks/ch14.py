@@ -389,9 +389,8 @@ class GradedTorchCartPole(deeprl.GradedVectorEnv):
         for i in torch.nonzero(terminated | truncated).flatten().tolist():
             self.episodes.append((self.global_step, float(info["episode_return"][i]), int(info["episode_length"][i])))
 
-    def record(self) -> dict:
-        actions = torch.stack(self._actions).cpu().numpy() if self._actions else np.zeros((0, self.num_envs))
-        return {"resets": self._resets, "actions": actions}
+    def _stacked(self) -> np.ndarray:
+        return torch.stack(self._actions).cpu().numpy()  # one copy to the host, for the whole run
 
     def _as_actions(self, row):
         return torch.as_tensor(row)
