@@ -16,7 +16,9 @@ driver adds to `nbgrader autograde`:
   failed with the reason (nbgrader alone would time out cell after cell, or drop the submission);
 - submissions that cannot be run (not a notebook, empty, another assignment's notebook) are recorded with
   a zero and the reason instead of stopping the run;
-- submissions are graded in parallel, one sandbox per worker;
+- submissions are graded in parallel, one sandbox slot per worker: when grading as root, the run leases its
+  slots (their kernels' uids) so that no other grader on the machine uses them meanwhile, and after every
+  submission the slot's processes are killed (a fork bomb's copies too) before the slot takes the next;
 - every submission gets a Gradescope-style results/ASSIGNMENT/STUDENT/results.json with the reason of
   every lost point, the feedback plots next to nbgrader's HTML feedback, and the grades go to
   exports/ASSIGNMENT_grades.csv (one row per student, one column per graded cell, and the reasons) and to
@@ -46,7 +48,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.preprocessors import Execute
-from traitlets import Int, Unicode
+from traitlets import Bool, Int, Unicode
 from traitlets.config import Config
 
 from autograder.runner import DEFAULT_CELL_TIMEOUT, run_notebook
@@ -77,6 +79,8 @@ class SandboxedExecute(Execute):
 
     sandbox_mode = Unicode("auto", help="'bwrap', 'rlimit' or 'auto' (bwrap when it works)").tag(config=True)
     slot = Int(0, help="sandbox slot: its kernel runs as uid 61000 + slot when grading as root").tag(config=True)
+    slot_leased = Bool(False, help="the grading run holds the slot's lease (else each kernel leases the first free "
+                       "slot from `slot` on)").tag(config=True)
     hidden_file = Unicode("", help="instructor JSON with hidden seeds (kept outside the course repo)").tag(config=True)
     results_dir = Unicode("", help="where results/ASSIGNMENT/STUDENT/results.json go (default COURSE/results)"
                           ).tag(config=True)
@@ -102,7 +106,7 @@ class SandboxedExecute(Execute):
             box = Sandbox(str(scratch), str(sockets), hidden=(str(course),),
                           readable=(str(Path(self.hidden_file).resolve()),) if self.hidden_file else (),
                           limits=Limits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_gb * 2**30),
-                          mode=self.sandbox_mode, slot=self.slot)
+                          mode=self.sandbox_mode, slot=self.slot, leased=self.slot_leased)
             result = run_notebook(nb, f"{student}/{assignment}", cell_timeout=self.timeout or DEFAULT_CELL_TIMEOUT,
                                   plots_dir=out / "plots", hidden_file=self.hidden_file or None, sandbox=box)
         report = result.gradescope()
@@ -124,7 +128,7 @@ def _now() -> str:
 
 
 def nbgrader_config(root: Path, *, slot: int = 0, timeout: int = DEFAULT_CELL_TIMEOUT, hidden: str = "",
-                    mode: str = "auto", memory_gb: int = 6) -> Config:
+                    mode: str = "auto", memory_gb: int = 6, slot_leased: bool = False) -> Config:
     """The configuration nbgrader's API runs with in this course (the same as COURSE/nbgrader_config.py,
     plus the per-worker sandbox slot)."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
@@ -144,6 +148,7 @@ def nbgrader_config(root: Path, *, slot: int = 0, timeout: int = DEFAULT_CELL_TI
     c.Execute.timeout = timeout
     c.SandboxedExecute.timeout = timeout
     c.SandboxedExecute.slot = slot
+    c.SandboxedExecute.slot_leased = slot_leased
     c.SandboxedExecute.hidden_file = hidden
     c.SandboxedExecute.sandbox_mode = mode
     c.SandboxedExecute.memory_gb = memory_gb
@@ -357,17 +362,18 @@ def _autograde_one(root: str, assignment: str, student: str, slot: int, settings
     """Worker: nbgrader autograde of one submission in sandbox `slot`. Never raises."""
     start = time.perf_counter()
     try:
-        api = api_for(Path(root), slot=slot, **settings)
+        api = api_for(Path(root), slot=slot, slot_leased=settings["leased"],
+                      **{k: v for k, v in settings.items() if k != "leased"})
         for attempt in range(3):  # SQLite allows one writer at a time; a busy gradebook is retried
             out = api.autograde(assignment, student, force=True, create=True)
             if out["success"] or not re.search(r"locked|OperationalError", out.get("log", "")):
                 break
             time.sleep(1 + attempt)
         return {"student": student, "success": out["success"], "log": out.get("log", "")[-20000:],
-                "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start, "slot": slot}
     except Exception as err:  # the run must go on for the other students
         return {"student": student, "success": False, "log": f"{type(err).__name__}: {err}",
-                "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start, "slot": slot}
 
 
 def _zero(root: Path, assignment: str, student: str) -> None:
@@ -439,23 +445,31 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
             _zero(root, assignment, s)
             _write_unrun_results(root, assignment, s, reasons[s])
             bar.update(1)
-    # Each worker keeps one sandbox slot (its own unprivileged uid): submission i goes to slot i % workers,
-    # and a slot's next submission starts only after its previous one finished.
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        queues = {slot: runnable[slot::workers] for slot in range(workers)}
-        futures = {}
-        for slot, queue in queues.items():
-            if queue:
-                futures[pool.submit(_autograde_one, str(root), assignment, queue[0], slot, settings)] = (slot, 0)
-        while futures:
-            done = next(as_completed(futures))
-            slot, index = futures.pop(done)
-            out = done.result()
-            logs[out["student"]] = out
-            bar.update(1)
-            if index + 1 < len(queues[slot]):
-                futures[pool.submit(_autograde_one, str(root), assignment, queues[slot][index + 1], slot,
-                                    settings)] = (slot, index + 1)
+    # Each worker keeps one sandbox slot (its own unprivileged uid when grading as root, leased for the whole
+    # run): the k-th runnable submission goes to worker k % workers, and a slot's next submission starts only
+    # after its previous one finished and every process of its uid is gone.
+    leases = _lease_slots(workers, mode)
+    slots = [lease.slot for lease in leases] if leases else list(range(workers))
+    settings["leased"] = bool(leases)
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            queues = {slot: runnable[k::workers] for k, slot in enumerate(slots)}
+            futures = {}
+            for slot, queue in queues.items():
+                if queue:
+                    futures[pool.submit(_autograde_one, str(root), assignment, queue[0], slot, settings)] = (slot, 0)
+            while futures:
+                done = next(as_completed(futures))
+                slot, index = futures.pop(done)
+                out = done.result()
+                logs[out["student"]] = out
+                bar.update(1)
+                if index + 1 < len(queues[slot]):
+                    futures[pool.submit(_autograde_one, str(root), assignment, queues[slot][index + 1], slot,
+                                        settings)] = (slot, index + 1)
+    finally:
+        for lease in leases:
+            lease.release()
     bar.close()
 
     for s, out in logs.items():
@@ -468,6 +482,25 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
     result = ClassResult(assignment, _rows(root, assignment, found, reasons, logs), time.perf_counter() - start)
     _export(root, assignment, result)
     return result
+
+
+def _lease_slots(workers: int, mode: str) -> list:
+    """The sandbox slots of a run's workers, leased for the whole run when the kernels run as the slots' users
+    (grading as root), else none: the first free ones from slot 0."""
+    from autograder.sandbox import Sandbox, lease_slot
+
+    probe = Sandbox(tempfile.gettempdir(), tempfile.gettempdir(), mode=mode)
+    if not probe.uses_slot_user():
+        return []
+    leases = []
+    try:
+        for _ in range(workers):
+            leases.append(lease_slot(leases[-1].slot + 1 if leases else 0))
+    except BaseException:
+        for lease in leases:
+            lease.release()
+        raise
+    return leases
 
 
 def _last_error(log: str) -> str:
@@ -511,6 +544,7 @@ def _rows(root: Path, assignment: str, students: list[str], reasons: dict, logs:
                 "cells": {t["name"]: t["score"] for t in report["tests"]},
                 "reason": reasons.get(s) or "; ".join(f"{t['name']}: {_first_line(t['output'])}" for t in failed),
                 "seconds": round(logs.get(s, {}).get("seconds", 0.0), 1),
+                "slot": logs.get(s, {}).get("slot"),  # the sandbox slot it was graded in (None: not run)
             })
     return rows
 

@@ -112,9 +112,8 @@ def _cases(course: Path, listener_port: int) -> dict:
         "kernel_exit": _submission(course, "tiny", _set(EPS, "import os\nos._exit(3)", prepend=True)),
         "memory_bomb": _submission(course, "tiny", _set(
             ARGMAX, "hog = []\nwhile True:\n    hog.append(bytearray(256 * 2**20))", prepend=True)),
-        # Named to be graded last in its slot: after the bomb is killed, its stray copies can hold the slot user's
-        # process count long enough that the next kernel in that slot fails to start (a known limit of the driver).
-        "zz_fork_bomb": _submission(course, "tiny", _set(
+        # Its copies fill the slot user's process count; grader_patched is graded next in the same slot.
+        "fork_bomb": _submission(course, "tiny", _set(
             ARGMAX, "import os\nwhile True:\n    os.fork()", prepend=True)),
         "read_hidden": _submission(course, "tiny", _set(ARGMAX, (
             "for p in [%r, %r]:\n"
@@ -282,12 +281,27 @@ def test_kernel_death_keeps_the_cells_before_it(graded):
     assert cells["check_epsilon_greedy"][0] == 0 and "kernel died" in cells["check_epsilon_greedy"][1]
 
 
-@pytest.mark.parametrize("student, words", [("memory_bomb", "MemoryError"), ("zz_fork_bomb", "")])
+@pytest.mark.parametrize("student, words", [("memory_bomb", "MemoryError"), ("fork_bomb", "")])
 def test_resource_bombs_fail_only_themselves(graded, student, words):
     row = graded["rows"][student]
     assert row["score"] < 2 and row["reason"]
     assert words in row["reason"]
     assert graded["rows"]["correct"]["score"] == 2
+
+
+def test_the_submission_after_a_fork_bomb_in_its_slot_gets_its_grade(graded):
+    # The bomb's copies are killed, and gone, before its slot (its uid) takes the next submission.
+    rows = {r["student"]: r for r in graded["result"].rows}
+    slot = rows["fork-bomb"]["slot"]
+    assert slot is not None and rows["correct"]["slot"] != slot
+    queue = sorted(s for s, r in rows.items() if r["slot"] == slot)  # a worker grades its queue in name order
+    assert queue[queue.index("fork-bomb") + 1] == "grader-patched", queue
+    report = _results(graded, "grader_patched")
+    assert report["output"] == "1 of 2 checks passed", report["output"]  # the kernel started and ran every cell
+    assert "kernel died" not in json.dumps(report) and "kernel_info" not in json.dumps(report)
+    assert [(t["name"], t["score"]) for t in report["tests"]] == [
+        ("check_argmax_random_ties", 1.0), ("check_epsilon_greedy", 0.0)]  # its normal grade (see below)
+    assert rows["grader-patched"]["score"] == 1
 
 
 def test_a_reported_curve_is_not_a_learned_one(graded):

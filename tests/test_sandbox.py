@@ -8,9 +8,12 @@ installs it on Debian when it can.
 from __future__ import annotations
 
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -18,10 +21,13 @@ import nbformat
 import pytest
 
 from autograder.runner import execute_notebook
-from autograder.sandbox import UNPRIVILEGED_BASE_UID, Limits, Sandbox, bwrap_works, describe_mode
+from autograder import sandbox
+from autograder.sandbox import (UNPRIVILEGED_BASE_UID, Limits, Sandbox, bwrap_works, describe_mode, lease_slot,
+                                processes_of, slot_uid, sweep)
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap is not installed or cannot make namespaces")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's slot users are used when grading as root")
 pytestmark = pytest.mark.notebooks
 
 
@@ -38,12 +44,12 @@ def notebook(tmp_path: Path, cells: dict[str, str]) -> Path:
 
 
 def run(tmp_path: Path, cells: dict[str, str], *, mode: str = "bwrap", hidden=(), limits=Limits(), timeout=60,
-        slot: int = 0):
+        slot: int = 0, leased: bool = False):
     scratch, sockets = tmp_path / "scratch", tmp_path / "sockets"
-    scratch.mkdir()
+    scratch.mkdir(parents=True)
     sockets.mkdir()
     box = Sandbox(str(scratch), str(sockets), hidden=tuple(str(h) for h in hidden), limits=limits, mode=mode,
-                  slot=slot)
+                  slot=slot, leased=leased)
     result = execute_notebook(notebook(tmp_path, cells), sandbox=box, cell_timeout=timeout)
     return {c.grade_id: c for c in result.cells}, result
 
@@ -81,7 +87,7 @@ def test_a_hostile_notebook_reaches_nothing_it_should_not(tmp_path, monkeypatch)
 
 
 @needs_bwrap
-@pytest.mark.skipif(os.geteuid() != 0, reason="the unprivileged user is used when grading as root")
+@needs_root
 def test_process_limit_stops_a_fork_bomb(tmp_path):
     cells, _ = run(tmp_path, {
         "bomb": ("import os, time\nn = 0\ntry:\n    while n < 2000:\n        if os.fork() == 0:\n"
@@ -91,12 +97,78 @@ def test_process_limit_stops_a_fork_bomb(tmp_path):
     }, limits=Limits(processes=96), slot=7)
     assert cells["bomb"].passed and "refused after" in cells["bomb"].output
     assert cells["after"].passed
-    # The children sleep 20 s; the sandbox's PID namespace ends with its kernel, which must take them along.
-    deadline = time.monotonic() + 10
-    while (left := subprocess.run(["pgrep", "-u", str(UNPRIVILEGED_BASE_UID + 7)], capture_output=True,
-                                  text=True).stdout.strip()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert left == "", "processes of the sandbox outlived it"
+    # The children sleep 20 s; none may be left once the grader is done with the kernel (the slot, 7 unless
+    # another grader on this machine holds it, is swept before execute_notebook returns).
+    uid = slot_uid(sandbox.kernel_slots[-1])
+    assert processes_of(uid) == [], "processes of the sandbox outlived it"
+
+
+@needs_bwrap
+@needs_root
+def test_the_next_kernel_in_a_fork_bombs_slot_starts(tmp_path):
+    # A bomb's copies fill its uid's process count (RLIMIT_NPROC, threads included) and die only some time
+    # after its kernel: the slot must be clear before it takes the next kernel, as a classroom worker's is.
+    lease = lease_slot(8)
+    try:
+        bomb, _ = run(tmp_path / "bomb", {"bomb": "import os\nwhile True:\n    os.fork()"}, slot=lease.slot,
+                      leased=True)
+        left = processes_of(lease.uid)
+        after, result = run(tmp_path / "next", {"next": "import numpy, torch\nprint('started')"}, slot=lease.slot,
+                            leased=True)
+    finally:
+        lease.release()
+    assert not bomb["bomb"].passed and "BlockingIOError" in bomb["bomb"].output
+    assert left == []
+    assert sandbox.kernel_slots[-2:] == [lease.slot, lease.slot]
+    assert after["next"].passed and "started" in after["next"].output and result.error == ""
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("perl") is None, reason="the fork bomb is a perl one-liner")
+def test_sweep_kills_what_escaped_the_kernel_and_outruns_a_fork_bomb():
+    # Processes of the slot's uid in their own sessions, outside any namespace, forking without end at the uid's
+    # process limit: all are killed, and sweep returns once /proc shows none.
+    lease = lease_slot(9)
+    try:
+        bomb = subprocess.Popen(
+            ["/bin/sh", "-c", "setsid sleep 300 & exec perl -e 'select(undef, undef, undef, 0.01), fork while 1'"],
+            user=lease.uid, group=lease.uid, extra_groups=[], start_new_session=True, cwd="/",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NPROC, (60, 60)))
+        threading.Thread(target=bomb.wait, daemon=True).start()  # it is this process's child: reap it
+        deadline = time.monotonic() + 30
+        while len(processes_of(lease.uid)) < 60 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running = len(processes_of(lease.uid))
+        start = time.monotonic()
+        problem = sweep(lease.uid, timeout=60)
+        seconds = time.monotonic() - start
+        left = processes_of(lease.uid)
+    finally:
+        lease.release()
+    assert running == 60 and problem == "" and left == []
+    assert seconds < 30
+
+
+def test_sweep_never_targets_root_or_the_graders_own_uid():
+    for uid in {0, os.getuid(), os.geteuid(), UNPRIVILEGED_BASE_UID - 1}:
+        with pytest.raises((ValueError, PermissionError)):
+            sweep(uid)
+
+
+@needs_root
+def test_a_slot_is_leased_to_one_grading_process_at_a_time():
+    lease = lease_slot(300)
+    try:
+        other = subprocess.run([sys.executable, "-c", "from autograder.sandbox import lease_slot\n"
+                                f"print(lease_slot({lease.slot}).slot)"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=120)
+        second = lease_slot(lease.slot)  # another kernel of this process
+        second.release()
+    finally:
+        lease.release()
+    assert other.returncode == 0, other.stderr
+    assert int(other.stdout) != lease.slot and second.slot != lease.slot
 
 
 @needs_bwrap
