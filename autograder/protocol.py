@@ -64,6 +64,8 @@ class _Timeout(BaseException):
 
 def describe(value: Any) -> str:
     """A short description of a value for messages: arrays by shape and dtype, scalars as is."""
+    if type(value) is replay_mod.StandIn:  # in the grader's replay: the learner's object is the kernel's
+        return repr(value)
     if isinstance(value, np.ndarray):
         if value.size <= 6:
             return f"array({np.array2string(value, precision=4, separator=', ')})"
@@ -278,15 +280,16 @@ class Check:
 
     # -- inspecting and calling the learner's code ----------------------------------------------
 
-    def signature(self, fn: Any, *params: str) -> Callable:
-        """Check that `fn` is a function that accepts the parameters `params` positionally."""
+    def signature(self, fn: Any, *params: str, keywords: tuple[str, ...] = ()) -> Callable:
+        """Check that `fn` is a function that accepts the parameters `params` positionally (and `keywords` by
+        keyword)."""
         if self._replay is not None:
             error = self._replay.signature()
             if error:
                 raise LearnerCodeError(error)
             return fn
         try:
-            checked = self._signature(fn, *params)
+            checked = self._signature(fn, *params, keywords=keywords)
         except LearnerCodeError as err:
             if self._recording is not None:
                 self._recording.signature(fn, str(err))
@@ -295,16 +298,17 @@ class Check:
             self._recording.signature(fn)
         return checked
 
-    def _signature(self, fn: Any, *params: str) -> Callable:
+    def _signature(self, fn: Any, *params: str, keywords: tuple[str, ...] = ()) -> Callable:
+        shown = ", ".join([*params, *(f"{k}=..." for k in keywords)])
         if fn is None or not callable(fn):
             raise LearnerCodeError(
-                f"expected a function taking ({', '.join(params)}), got {describe(fn)}. "
+                f"expected a function taking ({shown}), got {describe(fn)}. "
                 "Pass the function itself (no parentheses) to the check, and run its cell first."
             )
         name = getattr(fn, "__name__", type(fn).__name__)
-        wanted = f"{name}({', '.join(params)})"
+        wanted = f"{name}({shown})"
         try:
-            inspect.signature(fn).bind(*params)
+            inspect.signature(fn).bind(*params, **{k: k for k in keywords})
         except TypeError:
             got = f"{name}{inspect.signature(fn)}"
             raise LearnerCodeError(
@@ -346,6 +350,38 @@ class Check:
             raise
         self._recording.returned(value, watch, record)
         return value
+
+    def inspect(self, question: Callable, *learner_objects, what: str) -> Any:
+        """The answer (plain data) of `question(*learner_objects)`, a grader function that looks at objects only the
+        learner's kernel has (is this a class? has this object a method `add`?), or does housekeeping on them
+        (closing the learner's environments).
+
+        It runs where those objects are, like a call of learner code, and its answer is recorded like one: in the
+        grader's replay the check gets the kernel's answer, and judges what follows on the grader's side."""
+        if self._replay is not None:
+            outcome, value = self._replay.call((), {})  # the learner's objects are not the grader's to follow
+            if outcome == "raised":
+                raise LearnerCodeError(value)
+            return value
+        try:
+            value = self._call(question, learner_objects, {}, 10.0, what)
+        except CheckFailed as err:
+            if self._recording is not None:
+                self._recording.raised(str(err), [])
+            raise
+        if self._recording is not None:
+            self._recording.returned(value, [])
+        return value
+
+    def grad(self, out: Any, wrt: list, weights: Any = None, *, what: str = "backward()") -> list[np.ndarray]:
+        """d sum(weights * out) / d x (d sum(out) / d x without weights) for each leaf tensor x in `wrt`, as float64
+        arrays, zeros where `out` does not depend on x.
+
+        `out` is the learner's result: autograd runs back through the learner's computation, whose graph exists
+        only in the kernel where it ran. So this is a call like Check.call, recorded like one, and in the grader's
+        replay the check judges the gradients the kernel recorded. A check differentiates a learner's result only
+        this way (or through a recorded call such as `check.call(loss.backward)`): the grader's copy has no graph."""
+        return list(self.call(gradients, out, weights, *wrt, what=what))
 
     def _call(self, fn: Callable, args: tuple, kwargs: dict, budget_s: float | None, what: str | None):
         name = getattr(fn, "__name__", type(fn).__name__)
@@ -456,6 +492,16 @@ class Check:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def gradients(out: Any, weights: Any, *wrt: Any) -> tuple[np.ndarray, ...]:
+    """d sum(weights * out) / d x for each tensor x in `wrt` (weights None: d sum(out) / d x), as float64
+    arrays, zeros where `out` does not depend on x. `out` [any shape]; `weights` broadcast against it."""
+    import torch
+
+    total = out.sum() if weights is None else (out.double() * torch.as_tensor(weights).double()).sum()
+    grads = torch.autograd.grad(total, list(wrt), allow_unused=True)
+    return tuple(np.zeros(tuple(x.shape)) if g is None else g.detach().double().numpy() for g, x in zip(grads, wrt))
 
 
 def _what(fn: Callable, args: tuple, kwargs: dict) -> str:

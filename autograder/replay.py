@@ -22,10 +22,14 @@ recorded calls back are performed on the grader's own objects. A grade cell pass
 kernel AND its replay passes. What learner code can do to its kernel is limited to what it returns, which is
 exactly what is being graded.
 
-A check can only be replayed when it is deterministic and reaches learner code only through `Check.call`.
-Where one is not (a speed measured in the kernel, ranks spawned as processes, an object the grader cannot
-snapshot), the replay says so and the grade stays the kernel's, marked "decided in the kernel" in the
-results, so an instructor can see which grades rest on the kernel alone. Which checks are replayed is the
+A check can only be replayed when it is deterministic and reaches learner code only through `Check.call` and
+its kin: `Check.grad` differentiates a learner's result where its autograd graph is (the kernel) and records
+the gradients; `Check.inspect` asks a question of an object only the kernel has (is it a class? has it a
+method?) and records the answer; a returned network is recorded as its torch.nn layers and weights, a returned
+record (a dataclass such as rlcore's Episode) as its fields; the results of gloo ranks running learner code
+are recorded as one call's output. Where a check is not replayable (a speed measured in the kernel), the
+replay says so and the grade stays the kernel's, marked "decided in the kernel" in the results, so an
+instructor can see which grades rest on the kernel alone. Which checks are replayed is the
 grader's knowledge, not the record's: autograder/replayable.json (`python -m autograder.replay`) lists those
 replayed on every solution, and for them a missing or unreplayable record fails the cell. Curve checks pass a `replay=`
 function to `Check.call`: the kernel records what the learner did (its actions), and the grader re-runs
@@ -53,7 +57,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autograder.replay_data import (  # the data layer; encode, decode, snapshot and restore are re-exported
+    Delta,
     ReplayMismatch,
     Unverifiable,
     _fingerprint,
@@ -163,6 +170,7 @@ class Recording:
         self.ledger = _Ledger()
         self._fingerprints: dict[int, str] = {}
         self._callbacks: list[dict] = []
+        self._last_args: dict[tuple, list] = {}  # the arguments of the last call of each grader object
         self.unverifiable = ""
         self.size = 0
 
@@ -223,6 +231,11 @@ class Recording:
             return
         try:
             args, kwargs = freeze(list(args)), freeze(kwargs)
+            # An array argument that changed in a few entries since the last call is recorded as those entries
+            # (an MC control loop hands its environment the policy at every one of 200,000 episodes).
+            key = (target, path, op)
+            last, self._last_args[key] = self._last_args.get(key, []), args
+            args = [Delta.between(a, last[i]) if i < len(last) else a for i, a in enumerate(args)]
             self._callbacks.append({"target": target, "path": list(path), "op": op, "args": args, "kwargs": kwargs})
             self.size += 64 + _nbytes(args) + _nbytes(kwargs)
         except TypeError as err:
@@ -334,6 +347,7 @@ class Replay:
         self.check_id = record.get("check", "")
         self.events = collections.deque(record.get("replay", {}).get("events", []))
         self.ledger = _Ledger()
+        self._last_args: dict[tuple, list] = {}
 
     def _next(self, kind: str) -> dict:
         if not self.events:
@@ -356,6 +370,14 @@ class Replay:
             for name in cb["path"]:
                 obj = getattr(obj, name)
             args, kwargs = decode(cb["args"]), decode(cb["kwargs"])
+            if not isinstance(args, list):
+                raise ReplayMismatch(f"{self.check_id}: a recorded call's arguments are not a list")
+            key = (cb["target"], tuple(cb["path"]), cb["op"])
+            last = self._last_args.get(key, [])
+            args = [a.applied_to(last[i] if i < len(last) else None) if type(a) is Delta else a
+                    for i, a in enumerate(args)]
+            self._last_args[key] = args
+            args = [a.copy() if type(a) is np.ndarray else a for a in args]  # the next Delta applies to ours
             try:
                 if cb["op"] == "setattr":
                     setattr(obj, *args)
@@ -558,9 +580,10 @@ def verify_cell(source: str, records: list[dict], *, hidden_file: str | None = N
 # --------------------------------------------------------------------------- which checks are replayable
 
 
-def survey(chapter: str, out=print) -> list[tuple[str, str, str, float, list[str]]]:
+def survey(chapter: str, out=print, only: set[str] | None = None) -> list[tuple[str, str, str, float, list[str]]]:
     """Run a chapter's solution grade cells in this process as a kernel under the grader would (recording),
-    replay each, and return (check ids, status, reason, seconds, check functions called) per grade cell."""
+    replay each, and return (check ids, status, reason, seconds, check functions called) per grade cell
+    (only those whose grade_id is in `only`, when given)."""
     import tempfile
 
     import nbformat
@@ -580,6 +603,8 @@ def survey(chapter: str, out=print) -> list[tuple[str, str, str, float, list[str
             if not meta.get("grade"):
                 if meta.get("solution") or meta.get("grade_id") == "setup":
                     exec(compile(cell.source, f"<{chapter}:{meta.get('grade_id')}>", "exec"), namespace)
+                continue
+            if only is not None and meta.get("grade_id") not in only:
                 continue
             path = Path(tmp) / f"{i}.jsonl"
             os.environ[RESULTS_ENV] = str(path)
@@ -602,10 +627,17 @@ def survey(chapter: str, out=print) -> list[tuple[str, str, str, float, list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Regenerate autograder/replayable.json from every chapter's solution (about 15 minutes on 2 cores)."""
+    """Regenerate autograder/replayable.json from every chapter's solution (about 15 minutes on 2 cores), or
+    only the entries of the chapters named (`python -m autograder.replay 08_dqn 11_ppo`)."""
     chapters = argv if argv else sorted(p.name for p in (Path(__file__).resolve().parent.parent / "solutions").iterdir()
                                         if p.is_dir())
     verified, kernel, calls = [], {}, {}
+    if argv:  # keep the other chapters' entries
+        surveyed = tuple(f"ch{chapter[:2]}." for chapter in chapters)
+        old = json.loads(REGISTRY.read_text()) if REGISTRY.exists() else {}
+        verified = [c for c in old.get("checks", []) if not c.startswith(surveyed)]
+        kernel = {c: why for c, why in old.get("decided_in_the_kernel", {}).items() if not c.startswith(surveyed)}
+        calls = {c: ids for c, ids in old.get("calls", {}).items() if not c.startswith(surveyed)}
     for chapter in chapters:
         for ids, status, reason, _, called in survey(chapter):
             if status == "failed":

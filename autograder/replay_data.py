@@ -11,12 +11,15 @@ whether it changed.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import importlib
 import io
 import math
 import sys
 import types
 import zlib
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -39,9 +42,14 @@ class ReplayMismatch(BaseException):
 # ------------------------------------------------------------------------------------ encoding values
 
 
+@lru_cache(maxsize=64)
+def _dtype_str(dtype: np.dtype) -> str:
+    return dtype.str
+
+
 def _array_blob(arr: np.ndarray) -> str:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    np.save(buf, arr, allow_pickle=False)  # any layout; np.ascontiguousarray would make a 0-d array 1-d
     return base64.b64encode(zlib.compress(buf.getvalue(), 1)).decode("ascii")
 
 
@@ -62,6 +70,9 @@ def encode(value: Any) -> Any:
     if t is list or t is tuple:
         return {"list" if t is list else "tuple": [encode(v) for v in value]}
     if isinstance(value, np.generic):
+        kind = value.dtype.kind
+        if kind in "biu" or (kind == "f" and math.isfinite(value)):
+            return {"ns": value.item(), "dt": _dtype_str(value.dtype)}  # exact: JSON keeps a float's repr
         value = np.asarray(value)
         if value.dtype == object:
             raise TypeError("a numpy object scalar")
@@ -70,10 +81,24 @@ def encode(value: Any) -> Any:
         if value.dtype == object:
             raise TypeError("a numpy array of Python objects")
         if value.size <= 64 and value.dtype.kind in "biuf":  # small (an action): JSON, no .npy header
-            return {"sm": value.ravel().tolist(), "dt": value.dtype.str, "sh": list(value.shape)}
+            return {"sm": value.ravel().tolist(), "dt": _dtype_str(value.dtype), "sh": list(value.shape)}
         return {"nd": _array_blob(value)}
     if isinstance(value, _Graph):
         return dict(encode(value.tensor), grad=value.requires_grad, graph=True)
+    if t is slice:
+        parts = [value.start, value.stop, value.step]
+        if not all(v is None or type(v) is int for v in parts):
+            raise TypeError("a slice of other than whole numbers")
+        return {"slice": parts}
+    if t is _Fields:
+        return {"obj": value.name, "fields": {k: encode(v) for k, v in value.fields.items()}}
+    if t is Delta:
+        return {"delta": encode(value.index), "values": encode(value.values)}
+    if t is _ModuleRecord:
+        return {"module": value.name, "base": value.base, "training": value.training, "attrs": encode(value.attrs),
+                "params": {k: encode(v) for k, v in value.params.items()},
+                "buffers": {k: encode(v) for k, v in value.buffers.items()},
+                "children": {k: encode(v) for k, v in value.children.items()}}
     if isinstance(value, _GeneratorState):
         return {"gen": value.name, "state": encode(_plain_state(value.state))}
     torch = _torch()
@@ -106,6 +131,11 @@ def decode(data: Any) -> Any:
         return data
     if "f" in data:
         return float(data["f"])
+    if "ns" in data:
+        dtype = np.dtype(data["dt"])
+        if dtype.kind not in "biuf" or not isinstance(data["ns"], (bool, int, float)):
+            raise ReplayMismatch("a malformed number in the record")
+        return dtype.type(data["ns"])
     if "np0" in data:
         return _array_from_blob(data["np0"])[()]
     if "nd" in data:
@@ -116,12 +146,27 @@ def decode(data: Any) -> Any:
         torch = _torch()
         return torch.empty(data["meta"], dtype=getattr(torch, data["dtype"]), device="meta")
     if "pt" in data:
-        if data.get("graph"):
-            raise Unverifiable("the check differentiates the learner's result, whose autograd graph only the "
-                               "kernel has")
         torch = _torch()
         t = torch.from_numpy(_array_from_blob(data["pt"]).copy()).to(getattr(torch, data["dtype"]))
+        if data.get("graph"):  # the values of a learner's result; its graph stayed in the kernel
+            return torch.Tensor._make_subclass(_learner_result_class(), t, bool(data.get("grad"))
+                                               and t.is_floating_point())
         return t.requires_grad_() if data.get("grad") and t.is_floating_point() else t
+    if "slice" in data:
+        parts = data["slice"]
+        if not (isinstance(parts, list) and len(parts) == 3 and all(v is None or type(v) is int for v in parts)):
+            raise ReplayMismatch("a malformed slice in the record")
+        return slice(*parts)
+    if "delta" in data:
+        index, values = decode(data["delta"]), decode(data["values"])
+        if not (isinstance(index, np.ndarray) and index.dtype.kind == "i" and isinstance(values, np.ndarray)
+                and index.shape == values.shape and index.ndim == 1):
+            raise ReplayMismatch("a malformed change of an array in the record")
+        return Delta(index, values)
+    if "obj" in data:
+        return RecordedObject(str(data["obj"]), {k: decode(v) for k, v in data["fields"].items()})
+    if "module" in data:
+        return _rebuilt_module(data)
     if "gen" in data:
         if data["gen"] not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
             raise ReplayMismatch(f"unknown bit generator {data['gen']!r} in the record")
@@ -236,6 +281,8 @@ def freeze(value: Any) -> Any:
     t = type(value)
     if t in _SCALARS:
         return value
+    if t is slice:
+        return value
     if t is np.ndarray or isinstance(value, np.generic):
         if value.dtype == object:
             raise TypeError("a numpy array of Python objects")
@@ -256,6 +303,10 @@ def freeze(value: Any) -> Any:
         return copy.requires_grad_(value.requires_grad) if value.is_floating_point() else copy
     if isinstance(value, (list, tuple)):
         return type(value)(freeze(v) for v in value)
+    if torch is not None and isinstance(value, torch.nn.Module):
+        return _ModuleRecord.of(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a record such as rlcore's Episode
+        return _Fields(t.__name__, {f.name: freeze(getattr(value, f.name)) for f in dataclasses.fields(value)})
     raise TypeError(t.__name__)
 
 
@@ -273,11 +324,141 @@ class _Graph:
         self.tensor, self.requires_grad = tensor, requires_grad
 
 
+class Delta:
+    """An array given as the entries that changed since the previous array in its place (the policy a learner
+    hands its environment at every episode, changed in a few states): index [k] into the flattened array,
+    values [k]."""
+
+    def __init__(self, index: np.ndarray, values: np.ndarray):
+        self.index, self.values = index, values
+
+    @staticmethod
+    def between(new: Any, old: Any) -> Any:
+        """`new` as a Delta from `old` when both are arrays of one shape and dtype and few entries changed;
+        otherwise `new` itself."""
+        if not (type(new) is np.ndarray and type(old) is np.ndarray and new.shape == old.shape
+                and new.dtype == old.dtype and new.size >= 64 and new.dtype.kind in "biuf"):
+            return new
+        index = np.flatnonzero(new != old)
+        return Delta(index, new.ravel()[index]) if 4 * index.size < new.size else new
+
+    def applied_to(self, old: Any) -> np.ndarray:
+        if not isinstance(old, np.ndarray) or (self.index.size and self.index.max() >= old.size):
+            raise ReplayMismatch("the record changes an array that is not there")
+        new = old.copy()
+        new.flat[self.index] = self.values
+        return new
+
+
+class _Fields:
+    """A frozen dataclass instance the learner's code returned (rlcore's Episode): its class name and fields."""
+
+    def __init__(self, name: str, fields: dict):
+        self.name, self.fields = name, fields
+
+
+class RecordedObject:
+    """In the grader: a record the learner's code returned (a dataclass instance), with its fields as
+    attributes and nothing else. A check reads it exactly as it read the learner's object in the kernel."""
+
+    def __init__(self, name: str, fields: dict):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_fields", fields)
+
+    def __getattr__(self, attr: str) -> Any:
+        fields = object.__getattribute__(self, "_fields")
+        if attr in fields:
+            return fields[attr]
+        raise AttributeError(f"{object.__getattribute__(self, '_name')} has no attribute {attr!r}")
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise AttributeError("a recorded result is read-only")
+
+    def __repr__(self) -> str:
+        return f"{self._name}({', '.join(self._fields)})"
+
+
+class _ModuleRecord:
+    """A frozen torch module the learner's code returned: its class name, the torch.nn class it derives from,
+    its plain attributes (Linear's in_features), parameters, buffers and children; never its code."""
+
+    _PLAIN = (bool, int, float, str, type(None))
+
+    def __init__(self, name, base, training, attrs, params, buffers, children):
+        self.name, self.base, self.training = name, base, training
+        self.attrs, self.params, self.buffers, self.children = attrs, params, buffers, children
+
+    @classmethod
+    def of(cls, module) -> "_ModuleRecord":
+        base = next(c for c in type(module).__mro__ if c.__module__.startswith("torch.nn"))
+        attrs = {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"
+                 and (type(v) in cls._PLAIN or (type(v) is tuple and all(type(x) in cls._PLAIN for x in v)))}
+        return cls(type(module).__name__, f"{base.__module__}.{base.__qualname__}", bool(module.training), attrs,
+                   {k: None if p is None else freeze(p) for k, p in module._parameters.items()},
+                   {k: None if b is None else freeze(b) for k, b in module._buffers.items()},
+                   {k: None if c is None else cls.of(c) for k, c in module._modules.items()})
+
+
+def _rebuilt_module(data: dict):
+    """The module `_ModuleRecord` described, rebuilt from torch.nn's own classes without running any
+    constructor: a learner's own class becomes an empty subclass of its torch.nn base with the same name, so
+    that isinstance() and type(m).__name__ answer as in the kernel. Its forward is never run here: calls of it
+    are replayed from the record."""
+    nn = _torch().nn
+    path, _, name = str(data["base"]).rpartition(".")
+    if not (path == "torch.nn" or path.startswith("torch.nn.")):
+        raise ReplayMismatch(f"a module whose base {data['base']!r} is not a torch.nn class")
+    base = getattr(importlib.import_module(path), name, None)
+    if not (isinstance(base, type) and issubclass(base, nn.Module)):
+        raise ReplayMismatch(f"a module whose base {data['base']!r} is not a torch.nn class")
+    own = str(data["module"])
+    cls = base if own == base.__name__ else type(own, (base,), {"__module__": "learner"})
+    module = cls.__new__(cls)
+    nn.Module.__init__(module)
+    for key, value in decode(data["attrs"]).items():
+        setattr(module, key, value)
+    for key, value in data["params"].items():
+        value = decode(value)
+        module.register_parameter(key, None if value is None else
+                                  nn.Parameter(value.detach(), requires_grad=value.requires_grad))
+    for key, value in data["buffers"].items():
+        module.register_buffer(key, decode(value))
+    for key, value in data["children"].items():
+        module.add_module(key, None if value is None else decode(value))
+    module.training = bool(data["training"])
+    return module
+
+
+@lru_cache(maxsize=1)
+def _learner_result_class():
+    """The class of a learner's result decoded in the grader when it came out of an autograd graph in the
+    kernel: its values, without the graph. Differentiating it would differentiate nothing, silently; so
+    backward() and torch.autograd.grad on it (or on anything computed from it) stop the replay instead. A
+    check differentiates a learner's result through Check.grad or a recorded call, whose result is recorded."""
+    torch = _torch()
+
+    class LearnerResult(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if func in (torch.Tensor.backward, torch.autograd.grad, torch.autograd.backward):
+                raise Unverifiable("the check differentiates the learner's result itself, whose autograd graph "
+                                   "only the kernel has (differentiate it through Check.grad)")
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    return LearnerResult
+
+
 def _nbytes(value: Any) -> int:
     """About how many bytes `value` holds (to cap a record's size without encoding it)."""
     t = type(value)
     if t in _SCALARS:
         return 16
+    if t is _Fields:
+        return 16 + _nbytes(value.fields)
+    if t is Delta:
+        return 16 + value.index.nbytes + value.values.nbytes
+    if t is _ModuleRecord:
+        return 16 + sum(_nbytes(part) for part in (value.params, value.buffers, value.children))
     if t is np.ndarray:
         return value.nbytes
     if t is list or t is tuple:

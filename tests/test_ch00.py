@@ -300,7 +300,7 @@ def _raises(*args, **kwargs):
     ("discounted_return", lambda rewards, gamma: np.zeros(2), "shape (2,); expected ()"),
     ("returns_to_go", lambda rewards, gamma: 0.0, "shape (); expected (0,)"),
     ("returns_to_go", lambda rewards, gamma: np.full(len(rewards), np.inf), "returns_to_go(np.array([1, 1, 1])"),
-    ("run_episode", lambda env, policy: None, "run_episode(env, policy, seed=...)"),
+    ("run_episode", lambda env, policy: None, "calls it as <lambda>(env, policy, seed=...)"),
     ("run_episode", lambda env, policy, seed=None: (10.0, 10, True, False), "which has no observations"),
     ("run_episode", lambda env, policy, seed=None: None, "returned None"),
     ("random_baseline", lambda env_id, n_episodes, seed: [1.0, 2.0], "shape (2,); expected (5,)"),

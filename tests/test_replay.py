@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from autograder import protocol, replay, replay_data
-from autograder.checks import ch01
+from autograder.checks import ch01, ch08, ch10
 from autograder.protocol import RESULTS_ENV, Check
 from rlcore.tabular import bandits as ref
 
@@ -23,9 +23,10 @@ from rlcore.tabular import bandits as ref
 def _kernel_run(monkeypatch, tmp_path, source: str, namespace: dict) -> tuple[bool, list[dict]]:
     """Run a grade cell as the learner's kernel would under the grader: (passed, its records)."""
     path = tmp_path / "records.jsonl"
+    path.unlink(missing_ok=True)
     monkeypatch.setenv(RESULTS_ENV, str(path))
     try:
-        exec(source, dict(namespace, ch01=ch01))
+        exec(source, dict(namespace, ch01=ch01, ch08=ch08, ch10=ch10))
         passed = True
     except protocol.CheckFailed:
         passed = False
@@ -48,18 +49,76 @@ def never_explores(Q, epsilon, rng):
 
 
 @pytest.mark.parametrize("value", [
-    None, True, 3, -2.5, float("inf"), "text", np.float32(1.5), np.int64(7),
-    np.arange(6, dtype=np.int16).reshape(2, 3), np.linspace(0, 1, 500), np.array([True, False]),
-    [1, (2.0, "a"), {"k": np.zeros(3)}], (), {"nested": {"x": [np.ones((70, 2), dtype=np.float32)]}},
+    None, True, 3, -2.5, float("inf"), "text", np.float32(1.5), np.int64(7), np.array(2.5), np.zeros((0, 3)),
+    np.arange(6, dtype=np.int16).reshape(2, 3), np.linspace(0, 1, 500), np.arange(200.0).reshape(10, 20)[:, ::3],
+    np.array([True, False]), [1, (2.0, "a"), {"k": np.zeros(3)}], (),
+    {"nested": {"x": [np.ones((70, 2), dtype=np.float32)]}}, slice(2, None), slice(None, 10, -1),
 ])
 def test_plain_data_round_trips_exactly(value):
     back = replay.decode(json.loads(json.dumps(replay.encode(value))))
-    if isinstance(value, float) or value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, (float, slice)) or value is None or isinstance(value, (bool, int, str)):
         assert back == value and type(back) is type(value)
     else:
         np.testing.assert_equal(back, value)
         if isinstance(value, (np.ndarray, np.generic)):
-            assert back.dtype == value.dtype
+            assert back.dtype == value.dtype and np.shape(back) == np.shape(value)
+            assert isinstance(back, np.generic) == isinstance(value, np.generic)  # a scalar stays a scalar
+
+
+def test_a_zero_dimensional_tensor_keeps_its_shape():
+    for t in (torch.tensor(1.5), torch.tensor(3, dtype=torch.int64), torch.zeros(0, 2)):
+        assert replay.decode(json.loads(json.dumps(replay.encode(t)))).shape == t.shape
+
+
+def test_a_returned_record_is_its_fields_read_only():
+    from rlcore.evaluate import Episode
+
+    episode = Episode(observations=np.zeros((3, 4)), actions=np.array([1, 0]), rewards=np.ones(2),
+                      terminated=True, truncated=False)
+    back = _through_json(replay.freeze(episode))
+    assert back.terminated is True and back.truncated is False and np.array_equal(back.actions, [1, 0])
+    assert np.array_equal(back.observations, episode.observations) and not hasattr(back, "length_in_kernel")
+    with pytest.raises(AttributeError):
+        back.rewards = None
+    assert repr(back).startswith("Episode(")
+
+
+def test_a_returned_network_is_rebuilt_from_torch_classes_without_running_learner_code():
+    class Scale(torch.nn.Module):  # a learner's own layer
+        def __init__(self):
+            super().__init__()
+            self.factor = 2.0
+
+        def forward(self, x):
+            return x * self.factor
+
+    class MyLinear(torch.nn.Linear):
+        pass
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), MyLinear(4, 1, bias=False), Scale())
+    back = _through_json(replay.freeze(net))
+    assert isinstance(back, torch.nn.Sequential) and len(back) == 4
+    assert [type(m).__name__ for m in back] == ["Linear", "Tanh", "MyLinear", "Scale"]
+    assert isinstance(back[2], torch.nn.Linear) and not isinstance(back[3], torch.nn.Linear)
+    assert (back[0].in_features, back[0].out_features, back[2].bias, back[3].factor) == (3, 4, None, 2.0)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), back.parameters()))
+    assert type(back[3]).forward is torch.nn.Module.forward  # the learner's forward did not travel
+    forged = replay.encode(replay.freeze(net))
+    forged["base"] = "os.system"
+    with pytest.raises(replay.ReplayMismatch):
+        replay.decode(forged)
+
+
+def test_a_learners_result_with_a_graph_cannot_be_differentiated_in_the_grader():
+    """Its graph stayed in the kernel: differentiating the grader's copy would silently give nothing, so it
+    stops the replay instead (a check differentiates through Check.grad, which is recorded)."""
+    x = torch.ones(3, requires_grad=True)
+    back = _through_json(replay.freeze((x * 2).sum()))
+    assert back.requires_grad and float(back.detach()) == 6.0 and back.shape == ()
+    for differentiate in (lambda: back.backward(), lambda: (back * 3).sum().backward(),
+                          lambda: torch.autograd.grad(back, [x])):
+        with pytest.raises(replay.Unverifiable):
+            differentiate()
 
 
 def test_tensors_and_generators_round_trip():
@@ -191,6 +250,61 @@ def test_a_curve_is_judged_on_the_graders_own_testbed(monkeypatch, tmp_path):
     assert replay.verify_cell(cell, records).status == "failed"
 
 
+def _entropy(logits):
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+def _entropy_half_detached(logits):  # the right values; the gradient misses the probabilities' part (it is 0)
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(log_p.exp().detach() * log_p).sum(-1)
+
+
+def test_gradients_of_a_learners_result_are_judged_by_the_grader(monkeypatch, tmp_path):
+    """Check.grad differentiates in the kernel, where the graph is, and records the gradients: the grader
+    compares them with its own. A kernel that patches the check passes a wrong gradient; the grader does not."""
+    cell = "ch10.categorical_entropy(categorical_entropy)"
+    passed, records = _kernel_run(monkeypatch, tmp_path, cell, {"categorical_entropy": _entropy})
+    assert passed and replay.verify_cell(cell, records).status == "verified"
+    passed, _ = _kernel_run(monkeypatch, tmp_path, cell, {"categorical_entropy": _entropy_half_detached})
+    assert not passed
+    monkeypatch.setattr(Check, "expect", lambda self, *args, **kwargs: True)
+    passed, records = _kernel_run(monkeypatch, tmp_path, cell, {"categorical_entropy": _entropy_half_detached})
+    monkeypatch.undo()
+    assert passed  # the kernel was fooled
+    verdict = replay.verify_cell(cell, records)
+    assert verdict.status == "failed" and "gradient" in verdict.reason
+
+
+def test_what_a_check_asks_of_a_learners_object_is_answered_in_the_kernel(monkeypatch, tmp_path):
+    """Check.inspect runs a grader question on an object only the kernel has (is ReplayBuffer a class? has
+    it add, sample and __len__?); its answer is recorded like an output, and the grader goes on from it."""
+    from rlcore.buffers import ReplayBuffer as Ours
+
+    class ReplayBuffer:
+        def __init__(self, capacity, obs_shape):
+            self.inner = Ours(capacity, obs_shape)
+
+        def add(self, *fields):
+            self.inner.add(*fields)
+
+        def sample(self, batch_size, rng):
+            return self.inner.sample(batch_size, rng)
+
+        def __len__(self):
+            return len(self.inner)
+
+    cell = "ch08.ReplayBuffer(ReplayBuffer)"
+    passed, records = _kernel_run(monkeypatch, tmp_path, cell, {"ReplayBuffer": ReplayBuffer})
+    assert passed and replay.verify_cell(cell, records).status == "verified"
+    forged = json.loads(json.dumps(records))
+    first = forged[0]["replay"]["events"][0]
+    assert first["kind"] == "call" and first["value"] is True  # the answer to isinstance(ReplayBuffer, type)
+    first["value"] = False
+    verdict = replay.verify_cell(cell, forged)
+    assert verdict.status == "failed" and "the ReplayBuffer class itself" in verdict.reason
+
+
 def test_an_object_the_grader_cannot_follow_leaves_the_grade_to_the_kernel(monkeypatch, tmp_path):
     def check(fn):
         with Check("demo.opaque", "a check that inspects a returned object") as check:
@@ -259,6 +373,50 @@ def test_a_grader_callback_is_replayed_into_the_graders_own_object(monkeypatch, 
         records = [json.loads(line) for line in path.read_text().splitlines()]
         assert records[0]["replay"]["events"][1]["callbacks"]
         assert replay.verify_cell("demo.counter(f)", records).status == status
+
+
+def test_an_array_handed_to_a_grader_object_again_is_recorded_as_its_changes(monkeypatch, tmp_path):
+    """An MC control loop hands its environment the whole policy at every episode, changed in a few states:
+    the record keeps those changes, and the grader's object gets the same arrays as the kernel's did."""
+
+    class Log:
+        def __init__(self):
+            self.policies = []
+
+        def episode(self, policy, step):
+            self.policies.append(np.array(policy, copy=True))
+
+    def check(fn):
+        with Check("demo.policies", "the learner hands over 50 policies") as check:
+            fn = check.signature(fn, "log")
+            log = Log()
+            check.call(fn, log)
+            total = sum(int(p.sum()) for p in log.policies)
+            check.expect(len(log.policies) == 50 and total == 1275, "the policies' sums", f"{total}")
+
+    import types
+
+    demo = types.ModuleType("demo")
+    demo.policies = check
+    monkeypatch.setattr(replay, "_check_module", _names_with({"demo": demo}))
+
+    def learner(log):
+        policy = np.zeros(360, dtype=np.int64)
+        for t in range(50):
+            policy[t] = 1  # one state changes per episode
+            log.episode(policy, t)
+
+    path = tmp_path / "records.jsonl"
+    monkeypatch.setenv(RESULTS_ENV, str(path))
+    check(learner)
+    monkeypatch.delenv(RESULTS_ENV)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    callbacks = records[0]["replay"]["events"][1]["callbacks"]
+    assert len(callbacks) == 50 and all("delta" in cb["args"]["list"][0] for cb in callbacks[1:])
+    assert replay.verify_cell("demo.policies(f)", records).status == "verified"
+    forged = json.loads(json.dumps(records))
+    forged[0]["replay"]["events"][1]["callbacks"][7]["args"]["list"][0]["values"] = replay.encode(np.array([0]))
+    assert replay.verify_cell("demo.policies(f)", forged).status == "failed"  # the grader sums its own arrays
 
 
 def test_a_learning_curve_is_the_graders_simulation_of_the_learners_actions(monkeypatch, tmp_path):

@@ -765,6 +765,74 @@ def _validated(fn, name: str, n_runs: int, returns_pair: bool = False):
     return wrapper
 
 
+class _MaxBiasExperiment:
+    """One run of Figure 6.5's experiment (one method, one seed) on the grader's maximization-bias MDP, with
+    the learner's function inside rlcore's loop.
+
+    `run(fn)` (in the kernel) keeps, for each call of the learner's function, what it returned: the targets
+    [R], or the entries of (Q1, Q2) [R, S, A] that changed and the state of the rng it may draw from.
+    `rerun(outputs)` (in the grader) runs the same loop on its own environment with a stand-in that returns
+    those outputs, so the first actions it returns [R, n_episodes] come from the grader's own simulation."""
+
+    def __init__(self, method: str, seed: int, index: int):
+        self.method, self.seed, self.index = method, seed, index
+        self.log: list = []
+
+    def _loop(self, fn) -> np.ndarray:
+        env_rng, agent_rng = np.random.default_rng(_seed_sequence(self.seed, self.index)).spawn(2)
+        env = gw.VecEnv(gw.maximization_bias(), MAXBIAS_RUNS, env_rng, max_total_steps=10 * MAXBIAS_EPISODES)
+        if self.method == "q_learning":
+            ref.td_control(env, "q_learning", MAXBIAS_EPISODES, MAXBIAS_ALPHA, MAXBIAS_EPSILON, MAXBIAS_GAMMA,
+                           agent_rng, target=_validated(fn, "q_learning_target", MAXBIAS_RUNS))
+        else:
+            ref.double_q_learning(env, MAXBIAS_EPISODES, MAXBIAS_ALPHA, MAXBIAS_EPSILON, MAXBIAS_GAMMA, agent_rng,
+                                  update=_validated(fn, "double_q_update", MAXBIAS_RUNS, returns_pair=True))
+        return env.first_actions(MAXBIAS_EPISODES)
+
+    def run(self, fn) -> np.ndarray:
+        def logged(*args):
+            before = [np.array(a, dtype=float) for a in args[:2]] if self.method == "double_q" else None
+            out = fn(*args)
+            if before is None:
+                self.log.append(np.asarray(out, dtype=float).copy())
+            else:
+                changes = []
+                for table, old in zip(out, before):
+                    new = np.asarray(table, dtype=float)
+                    index = np.flatnonzero(new != old) if new.shape == old.shape else np.arange(new.size)
+                    changes += [index, new.ravel()[index]]
+                self.log.append([*changes, args[-1].bit_generator.state])
+            return out
+
+        return self._loop(logged)
+
+    def outputs(self, first: np.ndarray) -> list:
+        return self.log
+
+    def rerun(self, outputs: list) -> np.ndarray:
+        outputs = list(outputs)
+        calls = iter(outputs)
+
+        def replayed(*args):
+            out = next(calls, None)
+            if out is None:
+                raise CheckFailed("the loop called your function more often than the kernel recorded")
+            if self.method == "q_learning":
+                return out
+            tables = []
+            for table, (index, values) in zip(args[:2], (out[0:2], out[2:4])):
+                new = np.array(table, dtype=float)
+                new.flat[np.asarray(index, dtype=np.int64)] = values
+                tables.append(new)
+            args[-1].bit_generator.state = out[4]  # the rng as the learner's function left it
+            return tuple(tables)
+
+        first = self._loop(replayed)
+        if next(calls, None) is not None:
+            raise CheckFailed("the kernel recorded more calls of your function than the loop makes")
+        return first
+
+
 def maximization_bias(q_learning_target_fn, double_q_update_fn) -> None:
     """Check Figure 6.5: rlcore's loop on the maximization-bias MDP with the learner's Q-learning
     target and Double Q update."""
@@ -775,24 +843,21 @@ def maximization_bias(q_learning_target_fn, double_q_update_fn) -> None:
         q_fn = check.signature(q_learning_target_fn, "rewards", "next_q", "terminated", "gamma")
         dq_fn = check.signature(double_q_update_fn, "Q1", "Q2", "states", "actions", "rewards", "next_states",
                                 "terminated", "alpha", "gamma", "rng")
-        mdp = gw.maximization_bias()
         seeds, hidden = grading_seeds(check_id, [MAXBIAS_VISIBLE_SEED])
         left = {m: [] for m in MAXBIAS_METHODS}
         for seed in seeds:
             for i, method in enumerate(MAXBIAS_METHODS):
-                env_rng, agent_rng = np.random.default_rng(_seed_sequence(seed, i)).spawn(2)
-                env = gw.VecEnv(mdp, MAXBIAS_RUNS, env_rng, max_total_steps=10 * MAXBIAS_EPISODES)
-                if method == "q_learning":
-                    check.call(ref.td_control, env, "q_learning", MAXBIAS_EPISODES, MAXBIAS_ALPHA, MAXBIAS_EPSILON,
-                               MAXBIAS_GAMMA, agent_rng, target=_validated(q_fn, "q_learning_target", MAXBIAS_RUNS),
-                               budget_s=120.0, what=f"Q-learning with your q_learning_target on {MAXBIAS_RUNS} runs")
-                else:
-                    check.call(ref.double_q_learning, env, MAXBIAS_EPISODES, MAXBIAS_ALPHA, MAXBIAS_EPSILON,
-                               MAXBIAS_GAMMA, agent_rng,
-                               update=_validated(dq_fn, "double_q_update", MAXBIAS_RUNS, returns_pair=True),
-                               budget_s=120.0,
-                               what=f"Double Q-learning with your double_q_update on {MAXBIAS_RUNS} runs")
-                left[method].append(env.first_actions(MAXBIAS_EPISODES) == gw.MAXBIAS_LEFT)
+                experiment = _MaxBiasExperiment(method, seed, i)
+                fn = q_fn if method == "q_learning" else dq_fn
+                # The learner's function runs in the kernel; what it returned at each step is recorded, and the
+                # grader runs the loop again on its own environment with those outputs: the first actions
+                # graded are the grader's.
+                first = check.call(experiment.run, fn, record=experiment.outputs, replay=experiment.rerun,
+                                   budget_s=120.0, what=(f"Q-learning with your q_learning_target on {MAXBIAS_RUNS} runs"
+                                                         if method == "q_learning" else
+                                                         f"Double Q-learning with your double_q_update on "
+                                                         f"{MAXBIAS_RUNS} runs"))
+                left[method].append(first == gw.MAXBIAS_LEFT)
         left = {m: np.concatenate(v).astype(float) for m, v in left.items()}
         verdicts = judge_maxbias(left)
         for v in verdicts:

@@ -462,13 +462,14 @@ def ReplayBuffer(cls) -> None:  # noqa: N802 - graded by the learner's class nam
                hint=("Keep a write position pos and a size: add writes rows (pos + arange(N)) % capacity, then "
                      "pos = (pos + N) % capacity and size = min(size + N, capacity); sample draws "
                      f"rng.integers(0, size, batch_size) ({LESSON}, section 2).")) as check:
-        if not isinstance(cls, type):
+        if not check.inspect(lambda c: isinstance(c, type), cls, what="isinstance(ReplayBuffer, type)"):
             raise LearnerCodeError(f"expected the ReplayBuffer class itself, got {describe(cls)}.")
         check.signature(cls, "capacity", "obs_shape")
         buffer = check.call(cls, 10, (4,), what="ReplayBuffer(10, (4,))")
-        for name in ("add", "sample", "__len__"):
-            if not callable(getattr(buffer, name, None)):
-                raise LearnerCodeError(f"ReplayBuffer has no method {name}; write add, sample and __len__.")
+        missing = check.inspect(lambda b: [n for n in ("add", "sample", "__len__") if not callable(getattr(b, n, None))],
+                                buffer, what="the methods of ReplayBuffer(10, (4,))")
+        if missing:
+            raise LearnerCodeError(f"ReplayBuffer has no method {missing[0]}; write add, sample and __len__.")
         stored = []
         for step, n in enumerate((4, 4, 4, 3)):
             ids, fields = _transitions(1 + sum((4, 4, 4, 3)[:step]), n)

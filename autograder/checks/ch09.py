@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from autograder import deeprl
-from autograder.protocol import Check, LearnerCodeError, describe
+from autograder.protocol import Check, LearnerCodeError, describe, gradients
 from rlcore import reinforce as ref
 
 LESSON = "lesson 09 (course/09_policy_gradients.ipynb)"
@@ -262,11 +262,7 @@ def action_log_probs(fn, *, budget_s: float = 5.0) -> None:
             check.require(False, "the result carries the gradient to the logits",
                           f"{what} returned {describe(out)} without a gradient: compute it with torch operations on "
                           "the logits (no .detach(), .numpy() or torch.no_grad()); the policy gradient flows through it.")
-        try:
-            out.sum().backward()
-        except RuntimeError as err:
-            raise LearnerCodeError(f"backward() through your log-probabilities failed: {err}") from None
-        grad = logits.grad.numpy() if logits.grad is not None else np.zeros((2, 3))
+        (grad,) = check.grad(out, [logits], what="backward() through your log-probabilities")
         want_grad = np.eye(3)[[2, 0]] - logits.detach().softmax(-1).numpy()
         check.require(_close(grad, want_grad), "d log pi(a) / d logits = onehot(a) - softmax(logits)",
                       f"the gradient of the sum of your log-probabilities is {grad.round(4).tolist()}; expected "
@@ -325,7 +321,6 @@ def policy_gradient_loss(fn, *, budget_s: float = 5.0) -> None:
             for with_baseline in (False, True):
                 b = torch.as_tensor(rng.normal(size=B) * 10, dtype=torch.float32) if with_baseline else None
                 what = f"policy_gradient_loss(log_probs [{B}], returns [{B}], baseline={'[%d]' % B if with_baseline else 'None'})"
-                lp.grad = None
                 out = run(lp, G.clone(), None if b is None else b.clone(), what)
                 want = ref.policy_gradient_loss(lp.detach().double(), G.double(), None if b is None else b.double())
                 check.require(math.isclose(float(out), float(want), rel_tol=1e-4, abs_tol=1e-4),
@@ -335,10 +330,9 @@ def policy_gradient_loss(fn, *, budget_s: float = 5.0) -> None:
                 if not out.requires_grad:
                     check.require(False, "the loss carries a gradient to log_probs",
                                   f"{what} has no gradient: keep log_probs in the computation (no .detach() or .item()).")
-                out.backward()
+                (got_grad,) = check.grad(out, [lp], what="loss.backward()")
                 weights = G - (b if b is not None else 0.0)
                 want_grad = (-weights / B).numpy()
-                got_grad = lp.grad.numpy() if lp.grad is not None else np.zeros(B)
                 check.require(_close(got_grad, want_grad, 1e-4), f"d loss / d log_probs = -(G - b) / B, batch of {B}",
                               f"the gradient of your loss with respect to log_probs[0] is {got_grad[0]:.6g}; expected "
                               f"-(G_0 - b_0) / B = {want_grad[0]:.6g}.")
@@ -347,10 +341,9 @@ def policy_gradient_loss(fn, *, budget_s: float = 5.0) -> None:
         b = torch.tensor([2.0, 0.5, 1.0], requires_grad=True)
         what = "policy_gradient_loss(log_probs, returns, baseline with requires_grad=True)"
         out = run(lp, torch.tensor([3.0, 1.0, 2.0]), b, what)
-        out.backward()
-        leaked = b.grad is not None and bool(torch.any(b.grad != 0))
-        check.require(not leaked, "no gradient flows into the baseline",
-                      f"after backward() the baseline has gradient {_fmt(b.grad) if b.grad is not None else None}: "
+        (baseline_grad,) = check.grad(out, [b], what="loss.backward()")
+        check.require(not np.any(baseline_grad != 0), "no gradient flows into the baseline",
+                      f"after backward() the baseline has gradient {_fmt(baseline_grad)}: "
                       "the policy loss is training the value network, pushing it away from the returns. "
                       "Use (returns - baseline.detach()).")
         check.note("value and gradient match rlcore.reinforce.policy_gradient_loss; the baseline is detached")
@@ -440,13 +433,16 @@ def bandit_samples(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def per_sample_gradients(log_prob_fn, loss_fn, actions: torch.Tensor, rewards: torch.Tensor,
-                         baseline: float | None, call=None) -> np.ndarray:
+                         baseline: float | None, call=None, grad=None) -> np.ndarray:
     """One estimate of grad J per sample [n, 2], from the learner's two functions.
 
     Every sample gets its own copy of the logits, so d loss / d theta_i is sample i's term alone; the
     loss is a mean over the n samples, hence the factor -n (minus: the loss is minus the objective).
+    call(f, *args, what=...) and grad(out, wrt, what=...) run the learner's functions and differentiate their
+    result (a check passes its Check.call and Check.grad).
     """
     call = call or (lambda f, *args, what=None: f(*args))
+    grad = grad or (lambda out, wrt, what=None: list(gradients(out, None, *wrt)))
     n = actions.shape[0]
     theta = torch.tensor(np.tile(BANDIT_THETA, (n, 1)), dtype=torch.float64, requires_grad=True)  # [n, 2]
     log_probs = call(log_prob_fn, theta, actions, what=f"action_log_probs(logits [{n}, 2], actions [{n}])")
@@ -456,9 +452,8 @@ def per_sample_gradients(log_prob_fn, loss_fn, actions: torch.Tensor, rewards: t
     if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
         raise LearnerCodeError(f"the loss is {describe(loss)} without a gradient to the logits: build it from "
                                "action_log_probs's output with torch operations.")
-    loss.backward()
-    grad = theta.grad if theta.grad is not None else torch.zeros_like(theta)
-    return (-n * grad).numpy()
+    (theta_grad,) = grad(loss, [theta], what="loss.backward()")
+    return -n * theta_grad
 
 
 def gradient_estimator(log_prob_fn, loss_fn, *, budget_s: float = 20.0) -> None:
@@ -480,7 +475,7 @@ def gradient_estimator(log_prob_fn, loss_fn, *, budget_s: float = 20.0) -> None:
         results = {}
         for label, b in (("without a baseline", None), (f"with the baseline b = J = {J:.3f}", J)):
             truth = bandit_truth(0.0 if b is None else b)
-            g = per_sample_gradients(log_prob_fn, loss_fn, actions, rewards, b, call)  # [n, 2]
+            g = per_sample_gradients(log_prob_fn, loss_fn, actions, rewards, b, call, check.grad)  # [n, 2]
             g = check.array(g, "the per-sample gradient estimates", shape=(n, 2))
             mean, se = g.mean(0), g.std(0, ddof=1) / math.sqrt(n)  # [2]
             z = np.abs(mean - truth["mean"]) / np.maximum(se, 1e-12)

@@ -219,9 +219,8 @@ def categorical_entropy(fn, *, budget_s: float = 5.0) -> None:
                               f"{what} returned a tensor without a gradient: the entropy bonus would not train the "
                               "policy. Compute it with torch operations on the logits (no .detach(), .numpy() or "
                               "torch.no_grad()).")
-            (grad,) = torch.autograd.grad((out.double() * weights).sum(), leaf, allow_unused=True)
+            (got_grad,) = check.grad(out, [leaf], weights, what=f"backward() through {what}")
             (want_grad,) = torch.autograd.grad((want_t * weights).sum(), ref_leaf)
-            got_grad = np.zeros(logits.shape) if grad is None else grad.numpy()
             check.require(_close(got_grad, want_grad.numpy(), rtol=1e-5, atol=1e-8),
                           f"random logits [{B}, {n}]: gradient with respect to the logits",
                           f"{what}: the values are right but d(entropy)/d(logits) differs from the formula's "
@@ -513,8 +512,7 @@ def a2c_loss(fn, *, budget_s: float = 5.0) -> None:
             check.require(out.requires_grad, "the loss carries gradients",
                           f"{what} returned a loss with no gradient: compute it from the tensors you were given, "
                           "without .detach() on logprobs or values, .item() or NumPy.")
-            grads = torch.autograd.grad(out.reshape(()), [leaves[k] for k in LOSS_INPUTS], allow_unused=True)
-            grads = [np.zeros(returns.shape) if g is None else g.double().numpy() for g in grads]
+            grads = check.grad(out, [leaves[k] for k in LOSS_INPUTS], what="loss.backward()")
             check.require(torch.equal(target, returns), "returns is not modified",
                           f"{what} changed the returns tensor in place.")
             return value, grads

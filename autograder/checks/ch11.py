@@ -154,9 +154,8 @@ def _grad(check: Check, out: torch.Tensor, leaf: torch.Tensor, what: str, name: 
         raise LearnerCodeError(
             f"{what}: the result carries no gradient with respect to {name}. Use torch operations on the inputs "
             "(no .item(), .numpy(), .detach() or torch.tensor(...) rebuilding), so loss.backward() reaches the network.")
-    leaf.grad = None
-    out.backward(torch.ones_like(out))
-    return leaf.grad.numpy().copy() if leaf.grad is not None else np.zeros(tuple(leaf.shape))
+    (grad,) = check.grad(out, [leaf], what=f"backward() through {what}")
+    return grad
 
 
 # =============================================================================================

@@ -384,12 +384,17 @@ def _lockstep(check: Check, cls, name: str, *, n: int, seed: int, steps: int, po
         check.expect(True, name)
     finally:
         ref_env.close()
-        close = getattr(envs, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:  # a broken close is not what this check grades
-                pass
+        check.inspect(_close_quietly, envs, what="envs.close()")
+
+
+def _close_quietly(envs) -> None:
+    """Close the learner's environments if they have a close(); a broken close is not what this check grades."""
+    close = getattr(envs, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _random_and_pumping(n: int, seed: int):
@@ -412,7 +417,7 @@ def BatchedMountainCar(cls) -> None:  # noqa: N802 - graded by the learner's cla
                      f"max_episode_steps, final_obs = the state before any reset, then reset only the envs where "
                      f"terminated | truncated, each with one draw from its own generator ({SECTION_VECTORIZE}; "
                      f"{SECTION_DEBUG}).")) as check:
-        if not isinstance(cls, type):
+        if not check.inspect(lambda c: isinstance(c, type), cls, what="isinstance(BatchedMountainCar, type)"):
             raise LearnerCodeError(f"expected the BatchedMountainCar class itself, got {describe(cls)}.")
         check.signature(cls, "num_envs")
         # 1. Seeding: env i starts as gymnasium's reset(seed=seed + i).
@@ -519,12 +524,7 @@ def measure_speedup(make_learner, check: Check | None = None, n: int = SPEEDUP_N
     finally:
         sync.close()
         fast.close()
-        close = getattr(learner, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:  # a broken close is not what this check grades
-                pass
+        _close_quietly(learner)
     return {**best, "guard": guard}
 
 

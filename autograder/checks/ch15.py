@@ -42,8 +42,6 @@ reference_all_reduce_gradients = distributed.all_reduce_gradients
 reference_kl_early_stop = distributed.kl_early_stop
 
 # The learner's pieces run inside gloo ranks (forked processes) that the grader's replay cannot record.
-RANKS_RUN_IT = "the learner's code runs on several processes (gloo ranks), which the grader cannot replay"
-
 
 @lru_cache(maxsize=1)
 def load_reference() -> dict:
@@ -62,10 +60,23 @@ def _learner_lines(text: str) -> str:
     return "\n  ".join(lines[-3:])
 
 
-def run_ranks(fn, world_size: int, *args, what: str, timeout: float | None = None) -> list:
-    """`rlcore.distributed.launch(fn, world_size, *args)` with every failure turned into a learner-facing
-    message: an exception in a rank (their code raised), or a hang (ranks waiting in collectives that do not
-    match, or a loop that never ends). timeout: seconds for all ranks (default LAUNCH_TIMEOUT_S)."""
+def run_ranks(check: Check, fn, world_size: int, *args, what: str, timeout: float | None = None) -> list:
+    """`rlcore.distributed.launch(fn, world_size, *args)`: what each rank returned [world_size], with every
+    failure turned into a learner-facing message: an exception in a rank (their code raised), or a hang (ranks
+    waiting in collectives that do not match, or a loop that never ends). timeout: seconds for all ranks
+    (default LAUNCH_TIMEOUT_S).
+
+    The ranks run the learner's code, so what they return is the learner's output: it goes through Check.call
+    and is recorded in the kernel, and the grader's replay judges the same results on its side."""
+    return check.call(_launch, fn, world_size, args, what, timeout, budget_s=None, what=what,
+                      record=_as_recorded, replay=_as_recorded)
+
+
+def _as_recorded(results: list) -> list:
+    return results
+
+
+def _launch(fn, world_size: int, args: tuple, what: str, timeout: float | None) -> list:
     timeout = LAUNCH_TIMEOUT_S if timeout is None else timeout
     try:
         return distributed.launch(fn, world_size, *args, timeout=timeout)
@@ -139,6 +150,15 @@ def env_seeds(fn, *, budget_s: float = 5.0) -> None:
 # =============================================================================================
 
 
+def _raised(fn, *args) -> list | None:
+    """[exception class name, whether it is a ValueError, message] of what fn(*args) raised; None if it returned."""
+    try:
+        fn(*args)
+    except Exception as err:  # noqa: BLE001 - which error it was is the answer
+        return [type(err).__name__, isinstance(err, ValueError), str(err)]
+    return None
+
+
 def _owned(check: Check, fn, n: int, rank: int, world: int) -> np.ndarray:
     what = f"shard(n={n}, rank={rank}, world_size={world})"
     out = check.call(fn, n, rank, world, what=what)
@@ -181,14 +201,13 @@ def shard(fn, *, budget_s: float = 5.0) -> None:
                           f"the blocks cover every item but not as rank 0 first, then rank 1, ...: got {_fmt(together)}.")
         for n, world in ((10, 4), (7, 2)):
             what = f"shard(n={n}, rank=0, world_size={world})"
-            try:
-                fn(n, 0, world)
-            except ValueError:
+            raised = check.call(_raised, fn, n, 0, world, budget_s=budget_s, what=what)
+            if raised and raised[1]:
                 check.expect(True, f"{n} items over {world} ranks raises ValueError")
                 continue
-            except Exception as err:  # noqa: BLE001 - anything but ValueError is reported
+            if raised:
                 check.require(False, f"{n} items over {world} ranks raises ValueError",
-                              f"{what} raised {type(err).__name__}: {err}; raise ValueError with a message instead.")
+                              f"{what} raised {raised[0]}: {raised[2]}; raise ValueError with a message instead.")
             check.require(False, f"{n} items over {world} ranks raises ValueError",
                           f"{what} returned without an error. Unequal shards would weigh one rank's samples more in "
                           "the averaged gradient; raise ValueError saying n must be divisible by world_size.")
@@ -239,8 +258,7 @@ def all_reduce_gradients(fn) -> None:
     with Check("ch15.all_reduce_gradients", "gradients averaged over ranks with all-reduce",
                hint=f"After loss.backward(), every rank has the mean gradient over its own samples; sum the p.grad "
                     f"of every parameter over ranks (one flat buffer, dist.all_reduce), divide by the world size and "
-                    f"copy the result back into each p.grad ({LESSON}, section 4).",
-               replayable=RANKS_RUN_IT) as check:
+                    f"copy the result back into each p.grad ({LESSON}, section 4).") as check:
         fn = check.signature(fn, "module")
         names = [n for n, _ in _grad_case_module().named_parameters()]
         if distributed.active():
@@ -251,7 +269,7 @@ def all_reduce_gradients(fn) -> None:
                       f"{_fmt(np.concatenate([g.ravel() for g in got]))}. Return early when "
                       "torch.distributed is not initialized (dist.is_initialized()) or the world size is 1.")
         for world in (2, 3):
-            results = run_ranks(_hand_gradients, world, fn, what="all_reduce_gradients(module)")
+            results = run_ranks(check, _hand_gradients, world, fn, what="all_reduce_gradients(module)")
             mean = (world + 1) / 2
             for rank, grads in enumerate(results):
                 for name, g in zip(names, grads):
@@ -266,7 +284,7 @@ def all_reduce_gradients(fn) -> None:
                     check.require(np.allclose(g, want, rtol=0, atol=1e-12),
                                   f"{world} ranks, hand-set gradients: {name} averaged on rank {rank}", detail)
         for seed in (1, 2):
-            results = run_ranks(_random_gradients, 2, fn, seed, what="all_reduce_gradients(module)")
+            results = run_ranks(check, _random_gradients, 2, fn, seed, what="all_reduce_gradients(module)")
             for rank in range(2):
                 for i, (b0, b1, g) in enumerate(zip(results[0][0], results[1][0], results[rank][1])):
                     want = (b0 + b1) / 2
@@ -290,8 +308,7 @@ def kl_early_stop(fn) -> None:
     with Check("ch15.kl_early_stop", "the target-KL early stop decided together",
                hint=f"Average approx_kl over the ranks (all_reduce with SUM, divided by the world size) and compare "
                     f"the mean with target_kl; every rank then computes the same answer. target_kl None: never stop "
-                    f"({LESSON}, section 5).",
-               replayable=RANKS_RUN_IT) as check:
+                    f"({LESSON}, section 5).") as check:
         fn = check.signature(fn, "approx_kl", "target_kl")
         for kl, target, want in ((0.03, 0.02, True), (0.01, 0.02, False), (0.5, None, False)):
             what = f"kl_early_stop({kl}, {target}) without a process group"
@@ -309,7 +326,7 @@ def kl_early_stop(fn) -> None:
             ("target_kl None: neither stops", [0.5, 0.5], None),
         ]
         for name, kls, target in cases:
-            got = run_ranks(_kl_decisions, 2, fn, kls, target, what=f"kl_early_stop(approx_kl, {target})")
+            got = run_ranks(check, _kl_decisions, 2, fn, kls, target, what=f"kl_early_stop(approx_kl, {target})")
             mean = float(np.mean(kls))
             want = target is not None and mean > target
             detail = (f"with approx_kl {kls[0]} on rank 0 and {kls[1]} on rank 1 (mean {mean:.4g}) and target_kl "
@@ -318,7 +335,7 @@ def kl_early_stop(fn) -> None:
                 detail += (" The ranks disagree: the one that stops leaves its epochs while the other waits in its next "
                            "all-reduce for a partner that never comes (a hang). Decide on the mean over ranks.")
             check.require(got[0] == got[1] == want, name, detail)
-        three = run_ranks(_kl_decisions, 3, fn, [0.06, 0.0, 0.0], 0.025, what="kl_early_stop(approx_kl, 0.025)")
+        three = run_ranks(check, _kl_decisions, 3, fn, [0.06, 0.0, 0.0], 0.025, what="kl_early_stop(approx_kl, 0.025)")
         check.require(three == [False, False, False], "3 ranks, mean 0.02 below 0.025: none stops",
                       f"with approx_kl 0.06, 0, 0 on ranks 0, 1, 2 (mean 0.02) and target_kl 0.025 the ranks returned "
                       f"{three}; expected False on every rank (divide the sum by the world size, not by 2).")
@@ -402,12 +419,11 @@ def data_parallel(shard_fn, all_reduce_fn, *, atol: float = 1e-10) -> None:
     """Check the learner's `shard` and `all_reduce_gradients` together in PPO updates on 2 gloo ranks."""
     with Check("ch15.data_parallel", "data-parallel PPO updates: identical replicas, and 2 ranks = 1 rank",
                hint=f"If the replicas drift apart, some gradient is not averaged (or not copied back); if 2 ranks "
-                    f"differ from 1 rank, the average or the shards are off ({LESSON}, sections 3 and 4).",
-               replayable=RANKS_RUN_IT) as check:
+                    f"differ from 1 rank, the average or the shards are off ({LESSON}, sections 3 and 4).") as check:
         check.signature(shard_fn, "n", "rank", "world_size")
         check.signature(all_reduce_fn, "module")
         # (a) every rank has different data; after k Adam updates the replicas must still be bit-identical.
-        params = run_ranks(_different_data, 2, shard_fn, all_reduce_fn, what="8 PPO updates")
+        params = run_ranks(check, _different_data, 2, shard_fn, all_reduce_fn, what="8 PPO updates")
         diff = float(np.abs(params[0] - params[1]).max())
         check.require(np.array_equal(params[0], params[1]),
                       "(a) 8 Adam updates on different data per rank: parameters bit-identical on both ranks",
@@ -416,7 +432,7 @@ def data_parallel(shard_fn, all_reduce_fn, *, atol: float = 1e-10) -> None:
         # (b) a fixed batch: each of 2 ranks takes its half of every minibatch; 1 process takes it whole.
         for seed in (0, 1):
             one = data_parallel_updates(0, 1, reference_shard, reference_all_reduce_gradients, seed=seed)
-            two = run_ranks(_same_data, 2, shard_fn, all_reduce_fn, seed, what="8 PPO updates on a fixed batch")
+            two = run_ranks(check, _same_data, 2, shard_fn, all_reduce_fn, seed, what="8 PPO updates on a fixed batch")
             err = float(np.abs(two[0] - one).max())
             detail = (f"after 8 SGD steps the parameters of 2 ranks x half of each 16-sample minibatch differ from "
                       f"1 process x the whole minibatch by up to {err:.3g} (tolerance {atol:g}).")
@@ -426,7 +442,7 @@ def data_parallel(shard_fn, all_reduce_fn, *, atol: float = 1e-10) -> None:
             check.require(err <= atol, f"(b) fixed batch {seed}: 2 ranks x half = 1 rank x whole, to float tolerance",
                           detail)
         # (a) inside rlcore.ppo.train, with the learner's all-reduce and rlcore's other pieces.
-        out = run_ranks(_ppo_train_ranks, 2, all_reduce_fn, what="rlcore.ppo.train on 2 ranks")
+        out = run_ranks(check, _ppo_train_ranks, 2, all_reduce_fn, what="rlcore.ppo.train on 2 ranks")
         diff = float(np.abs(out[0] - out[1]).max())
         check.require(np.array_equal(out[0], out[1]),
                       "(a) rlcore.ppo.train, 4 iterations on 2 ranks with your all-reduce: identical parameters",
