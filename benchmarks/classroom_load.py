@@ -9,17 +9,21 @@ printing the environment, patched numpy, a reported instead of earned learning c
 notebook, an empty notebook, another assignment's notebook). They reach the driver as an LMS (Canvas) zip.
 
 Reports wall time, CPU time, the peak resident memory of the whole process tree (driver, workers, kernels;
-sampled every 0.5 s: a sum of RSS, which counts pages shared between processes once per process) and the grade
-distribution, and writes benchmarks/results/classroom_load.json.
+sampled every 0.5 s: a sum of RSS, which counts pages shared between processes once per process), the machine's
+load average during the run, the grade distribution, and who decided the graded cells (results.json's
+`extra_data.decided_by`: the grader's replay or the kernel; cells the grader's replay overruled), and writes
+benchmarks/results/classroom_load.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import os
 import platform
+import subprocess
 import sys
 import threading
 import time
@@ -133,6 +137,7 @@ class PeakMemory:
     def __init__(self, every: float = 0.5):
         self.every, self.peak, self._stop = every, 0, threading.Event()
         self.cpu: dict[tuple[int, float], float] = {}
+        self.load: list[float] = []  # the machine's 1-minute load average, every sample
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -147,6 +152,7 @@ class PeakMemory:
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            self.load.append(os.getloadavg()[0])
             self._stop.wait(self.every)
 
     def __enter__(self):
@@ -182,6 +188,7 @@ def main(argv=None) -> int:
                 zf.writestr(f"{student}_{100 + i}_{900 + i}_{chapter}.ipynb", data)
         classroom.collect(args.course, chapter, archive)
 
+    source = _source()
     load_before = os.getloadavg()
     wall0, cpu0 = time.perf_counter(), psutil.Process().cpu_times()
     per_chapter = {}
@@ -196,13 +203,17 @@ def main(argv=None) -> int:
                 "full_marks": sum(r["score"] == r["max_score"] for r in result.rows),
                 "zero": sum(s == 0 for s in scores), "mean_score": round(sum(scores) / len(scores), 2),
                 "by_kind": _by_kind(result.rows),
+                **_deciders(args.course, chapter, result.rows),
             }
     wall = time.perf_counter() - wall0
     report = {
         "command": "python benchmarks/classroom_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "source": dict(source, code_changed_during_run=_source()["code_diff_sha1"] != source["code_diff_sha1"]),
         "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                     "platform": platform.platform(), "load_average_before": load_before,
-                    "load_average_after": os.getloadavg()},
+                    "load_average_after": os.getloadavg(),
+                    "load_average_1min_during": {"mean": round(sum(memory.load) / max(1, len(memory.load)), 2),
+                                                 "max": round(max(memory.load, default=0.0), 2)}},
         "workers": args.workers, "submissions": sum(c["submissions"] for c in per_chapter.values()),
         "wall_s": round(wall, 1),
         "cpu_s_all_processes": round(sum(memory.cpu.values()) - sum(cpu0[:2]), 1),
@@ -213,6 +224,45 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
     return 0
+
+
+def _source() -> dict:
+    """The commit the grader ran from, the files that differed from it, and a digest of those differences in
+    the code the grader and the kernels import (to tell whether it changed during the run)."""
+    def git(*args):
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    return {"commit": git("rev-parse", "HEAD"),
+            "modified_files": [line.split(maxsplit=1)[1] for line in
+                               git("status", "--porcelain", "--untracked-files=no").splitlines()],
+            "code_diff_sha1": hashlib.sha1(git("diff", "HEAD", "--", "autograder", "rlcore").encode()).hexdigest()}
+
+
+def _deciders(course: Path, chapter: str, rows: list[dict]) -> dict:
+    """Who decided the graded cells (results.json), passed or failed: `decided_by` counts ('grader': the
+    grader's replay; 'kernel': the learner's kernel, for a check the grader does not replay or a cell that failed
+    there, since a failure is not replayed; 'not run': the driver recorded zeros without a graded run), the
+    reasons given for the kernel's decisions, and the cells the grader's replay failed although the kernel
+    passed them."""
+    decided: dict[str, dict[str, int]] = {}
+    kernel_reasons: dict[str, int] = {}
+    overruled: dict[str, list[str]] = {}
+    for r in rows:
+        path = course / "results" / chapter / r["student"] / "results.json"
+        tests = json.loads(path.read_text())["tests"] if path.exists() else []
+        for t in tests:
+            extra = t.get("extra_data", {})
+            who = extra.get("decided_by", "not run")
+            counts = decided.setdefault(who, {"passed": 0, "failed": 0})
+            counts["passed" if t["status"] == "passed" else "failed"] += 1
+            if who == "kernel" and extra.get("verification"):
+                reason = f"{t['name']}: {extra['verification'][:120]}"
+                kernel_reasons[reason] = kernel_reasons.get(reason, 0) + 1
+            if "the grader's own run of this check failed" in t.get("output", ""):
+                overruled.setdefault(t["name"], []).append(r["student"])
+    return {"decided_by": dict(sorted(decided.items())),
+            "kernel_decided_because": dict(sorted(kernel_reasons.items(), key=lambda kv: -kv[1])),
+            "overruled_by_the_grader": {name: sorted(who) for name, who in sorted(overruled.items())}}
 
 
 def _by_kind(rows: list[dict]) -> dict:
