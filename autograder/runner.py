@@ -260,6 +260,14 @@ def run_notebook(
                     error = f"the kernel died while running cell {index}; later cells were not run"
                     text, errored = error, True
                     _mark_failed(cell, error)
+                except Exception as err:  # noqa: BLE001 - the channel to the kernel broke: keep the grades so far
+                    # Seen with a fork bomb: a copy of the kernel wrote into the kernel's sockets, and a message
+                    # failed its signature check ("Invalid Signature"). The kernel cannot be trusted any more.
+                    error = (f"the grader lost its connection to the kernel while running cell {index} "
+                             f"({type(err).__name__}: {err}); later cells were not run")
+                    text, errored = error, True
+                    _mark_failed(cell, error)
+                    client.shutdown_kernel = "immediate"
                 records, offset = _read_new_records(records_file, offset)
                 if errored and not is_grade:
                     earlier = f"cell {index} raised {_error_name(cell)}"

@@ -201,6 +201,21 @@ def test_memory_bomb_and_kernel_death_are_graded_with_a_reason(tmp_path, mode):
     assert len(cells) == 4
 
 
+def test_a_kernel_that_breaks_its_channel_keeps_the_grades_before(tmp_path):
+    """A kernel whose messages fail their signature check (what a fork bomb's copies writing into the kernel's
+    sockets do; here the kernel signs with a wrong key) loses the cells from there on, with the reason, and
+    keeps the grades of the cells before: the submission is still graded."""
+    cells, result = run(tmp_path, {
+        "first": "print('fine')",
+        "forged": "get_ipython().kernel.session.key = b'not-the-key'\nprint('signed with the wrong key')",
+        "later": "print('never runs')",
+    }, mode="rlimit", timeout=20)
+    assert cells["first"].passed
+    assert not cells["forged"].passed and "lost its connection to the kernel" in cells["forged"].output
+    assert "Signature" in cells["forged"].output
+    assert not cells["later"].passed and "later cells were not run" in cells["later"].output
+
+
 def test_rlimit_mode_clears_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADER_API_TOKEN", "do-not-leak")
     cells, _ = run(tmp_path, {"env": "import os; assert 'GRADER_API_TOKEN' not in os.environ"}, mode="rlimit")
