@@ -415,7 +415,10 @@ def _rebuilt_module(data: dict):
     cls = base if own == base.__name__ else type(own, (base,), {"__module__": "learner"})
     module = cls.__new__(cls)
     nn.Module.__init__(module)
-    for key, value in decode(data["attrs"]).items():
+    attrs = decode(data["attrs"])
+    if not isinstance(attrs, dict) or any(str(key).startswith("_") or key == "training" for key in attrs):
+        raise ReplayMismatch("a module with attributes that are not its plain settings")
+    for key, value in attrs.items():
         setattr(module, key, value)
     for key, value in data["params"].items():
         value = decode(value)

@@ -107,6 +107,10 @@ def test_a_returned_network_is_rebuilt_from_torch_classes_without_running_learne
     forged["base"] = "os.system"
     with pytest.raises(replay.ReplayMismatch):
         replay.decode(forged)
+    forged = replay.encode(replay.freeze(net))
+    forged["children"]["0"]["attrs"] = replay.encode({"_parameters": 1})
+    with pytest.raises(replay.ReplayMismatch):
+        replay.decode(forged)
 
 
 def test_a_learners_result_with_a_graph_cannot_be_differentiated_in_the_grader():
