@@ -362,8 +362,7 @@ def _autograde_one(root: str, assignment: str, student: str, slot: int, settings
     """Worker: nbgrader autograde of one submission in sandbox `slot`. Never raises."""
     start = time.perf_counter()
     try:
-        api = api_for(Path(root), slot=slot, slot_leased=settings["leased"],
-                      **{k: v for k, v in settings.items() if k != "leased"})
+        api = api_for(Path(root), slot=slot, **settings)
         for attempt in range(3):  # SQLite allows one writer at a time; a busy gradebook is retried
             out = api.autograde(assignment, student, force=True, create=True)
             if out["success"] or not re.search(r"locked|OperationalError", out.get("log", "")):
@@ -450,7 +449,7 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
     # after its previous one finished and every process of its uid is gone.
     leases = _lease_slots(workers, mode)
     slots = [lease.slot for lease in leases] if leases else list(range(workers))
-    settings["leased"] = bool(leases)
+    settings["slot_leased"] = bool(leases)
     try:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             queues = {slot: runnable[k::workers] for k, slot in enumerate(slots)}

@@ -329,8 +329,24 @@ class Check:
         learner's agent): `record(result)` gives, in the kernel, plain data of what the learner did (its actions),
         and `replay(data)` re-runs the experiment on it in the grader's process (autograder/replay.py).
         """
+        return self._cross(fn, args, kwargs, budget_s, what, record, replay, follow=True)
+
+    def inspect(self, question: Callable, *learner_objects, what: str) -> Any:
+        """The answer (plain data) of `question(*learner_objects)`, a grader function that looks at objects only the
+        learner's kernel has (is this a class? has this object a method `add`?), or does housekeeping on them
+        (closing the learner's environments).
+
+        It runs where those objects are, like a call of learner code, and its answer is recorded like one: in the
+        grader's replay the check gets the kernel's answer, and judges what follows on the grader's side."""
+        return self._cross(question, learner_objects, {}, 10.0, what, None, None, follow=False)
+
+    def _cross(self, fn: Callable, args: tuple, kwargs: dict, budget_s: float | None, what: str | None,
+               record: Callable | None, replay: Callable | None, follow: bool):
+        """One crossing into the kernel's side: run (and, under the grader, record) it, or in the grader's replay
+        take its recorded outcome. follow: the arguments are the grader's objects, whose use by learner code is
+        followed (proxies, state changes); not for the learner's own objects (Check.inspect)."""
         if self._replay is not None:
-            outcome, value = self._replay.call(args, kwargs, replay)  # `replay` here is the call's argument
+            outcome, value = self._replay.call(args if follow else (), kwargs if follow else {}, replay)
             if outcome == "raised":
                 raise LearnerCodeError(value)
             return value
@@ -341,7 +357,7 @@ class Check:
         if budget_s is not None:  # recording costs learner code time it must not be failed for
             budget_s *= replay_mod.RECORDING_SLACK
         watch: list[int] = []
-        if record is None:  # a recorded-and-replayed experiment is re-run whole: its arguments need no watching
+        if follow and record is None:  # a recorded-and-replayed experiment is re-run whole: nothing to watch
             args, kwargs, watch = self._recording.prepare(args, kwargs)
         try:
             value = self._call(fn, args, kwargs, budget_s, what)
@@ -349,28 +365,6 @@ class Check:
             self._recording.raised(str(err), watch)
             raise
         self._recording.returned(value, watch, record)
-        return value
-
-    def inspect(self, question: Callable, *learner_objects, what: str) -> Any:
-        """The answer (plain data) of `question(*learner_objects)`, a grader function that looks at objects only the
-        learner's kernel has (is this a class? has this object a method `add`?), or does housekeeping on them
-        (closing the learner's environments).
-
-        It runs where those objects are, like a call of learner code, and its answer is recorded like one: in the
-        grader's replay the check gets the kernel's answer, and judges what follows on the grader's side."""
-        if self._replay is not None:
-            outcome, value = self._replay.call((), {})  # the learner's objects are not the grader's to follow
-            if outcome == "raised":
-                raise LearnerCodeError(value)
-            return value
-        try:
-            value = self._call(question, learner_objects, {}, 10.0, what)
-        except CheckFailed as err:
-            if self._recording is not None:
-                self._recording.raised(str(err), [])
-            raise
-        if self._recording is not None:
-            self._recording.returned(value, [])
         return value
 
     def grad(self, out: Any, wrt: list, weights: Any = None, *, what: str = "backward()") -> list[np.ndarray]:

@@ -29,11 +29,11 @@ method?) and records the answer; a returned network is recorded as its torch.nn 
 record (a dataclass such as rlcore's Episode) as its fields; the results of gloo ranks running learner code
 are recorded as one call's output. Where a check is not replayable (a speed measured in the kernel), the
 replay says so and the grade stays the kernel's, marked "decided in the kernel" in the results, so an
-instructor can see which grades rest on the kernel alone. Which checks are replayed is the
-grader's knowledge, not the record's: autograder/replayable.json (`python -m autograder.replay`) lists those
-replayed on every solution, and for them a missing or unreplayable record fails the cell. Curve checks pass a `replay=`
-function to `Check.call`: the kernel records what the learner did (its actions), and the grader re-runs
-the environment on them, so returns always come from the grader's own simulation.
+instructor can see which grades rest on the kernel alone. Which checks are replayed is the grader's knowledge,
+not the record's: autograder/replayable.json (`python -m autograder.replay`) lists those replayed on every
+solution, and for them a missing or unreplayable record fails the cell. Curve checks pass a `replay=` function
+to `Check.call`: the kernel records what the learner did (its actions), and the grader re-runs the
+environment on them, so returns always come from the grader's own simulation.
 
 Recorded data is decoded without pickle (np.load with allow_pickle=False): a record forged in the kernel
 can only supply outputs to be judged, never run code in the grader.
@@ -235,7 +235,7 @@ class Recording:
             # (an MC control loop hands its environment the policy at every one of 200,000 episodes).
             key = (target, path, op)
             last, self._last_args[key] = self._last_args.get(key, []), args
-            args = [Delta.between(a, last[i]) if i < len(last) else a for i, a in enumerate(args)]
+            args = Delta.packed(args, last)
             self._callbacks.append({"target": target, "path": list(path), "op": op, "args": args, "kwargs": kwargs})
             self.size += 64 + _nbytes(args) + _nbytes(kwargs)
         except TypeError as err:
@@ -373,10 +373,7 @@ class Replay:
             if not isinstance(args, list):
                 raise ReplayMismatch(f"{self.check_id}: a recorded call's arguments are not a list")
             key = (cb["target"], tuple(cb["path"]), cb["op"])
-            last = self._last_args.get(key, [])
-            args = [a.applied_to(last[i] if i < len(last) else None) if type(a) is Delta else a
-                    for i, a in enumerate(args)]
-            self._last_args[key] = args
+            args = self._last_args[key] = Delta.unpacked(args, self._last_args.get(key, []))
             args = [a.copy() if type(a) is np.ndarray else a for a in args]  # the next Delta applies to ours
             try:
                 if cb["op"] == "setattr":

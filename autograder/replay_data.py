@@ -349,6 +349,17 @@ class Delta:
         new.flat[self.index] = self.values
         return new
 
+    @staticmethod
+    def packed(args: list, last: list) -> list:
+        """A call's (frozen) arguments, each array as its changes from the same place in the previous call's."""
+        return [Delta.between(a, last[i]) if i < len(last) else a for i, a in enumerate(args)]
+
+    @staticmethod
+    def unpacked(args: list, last: list) -> list:
+        """The arguments `packed` recorded, given the previous call's (unpacked) arguments."""
+        return [a.applied_to(last[i] if i < len(last) else None) if type(a) is Delta else a
+                for i, a in enumerate(args)]
+
 
 class _Fields:
     """A frozen dataclass instance the learner's code returned (rlcore's Episode): its class name and fields."""

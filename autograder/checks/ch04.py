@@ -810,7 +810,6 @@ class _MaxBiasExperiment:
         return self.log
 
     def rerun(self, outputs: list) -> np.ndarray:
-        outputs = list(outputs)
         calls = iter(outputs)
 
         def replayed(*args):
