@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlcore.nets import ActorCritic, QNetwork, layer_init, mlp, nature_cnn, obs_dim
+from rlcore.nets import ActorCritic, QNetwork, Tanh, layer_init, mlp, nature_cnn, obs_dim
 
 Z = 5.0
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
@@ -214,6 +214,51 @@ def test_initial_policy_is_near_uniform():
     assert (probs - 0.25).abs().max() < 0.01
     _, entropy = agent.log_prob_entropy(obs, torch.zeros(512, dtype=torch.long))
     assert entropy.min() > math.log(4) - 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# rlcore.nets.Tanh (NumPy's tanh on float32 CPU tensors) is torch.tanh
+# ---------------------------------------------------------------------------------------------
+
+TANH_INPUTS = torch.cat([torch.linspace(-20, 20, 4001), torch.tensor([0.0, -0.0, 1e-30, -1e-8, 88.0, -88.0,
+                                                                      float("inf"), -float("inf")])])
+
+
+def test_tanh_values_agree_with_torch_tanh_to_one_ulp():
+    x = torch.cat([TANH_INPUTS, torch.randn(10_000, generator=torch.Generator().manual_seed(0)) * 3])
+    ours, torchs = Tanh()(x), torch.tanh(x)
+    assert ours.dtype == torch.float32 and ours.shape == x.shape
+    ulp = torch.finfo(torch.float32).eps * torch.maximum(torchs.abs(), torch.tensor(torch.finfo(torch.float32).tiny))
+    assert torch.all((ours - torchs).abs() <= ulp), "more than one unit in the last place from torch.tanh"
+    assert torch.isnan(Tanh()(torch.tensor([float("nan")]))).all()
+    assert torch.equal(Tanh()(torch.tensor([float("inf"), -float("inf")])), torch.tensor([1.0, -1.0]))
+
+
+def test_tanh_gradient_is_torch_tanh_gradient():
+    x = torch.randn(64, 7, generator=torch.Generator().manual_seed(1)) * 2
+    weights = torch.randn(64, 7, generator=torch.Generator().manual_seed(2))
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (Tanh()(a) * weights).sum().backward()
+    (torch.tanh(b) * weights).sum().backward()
+    # Near |x| = 1 ulp of tanh(x) moves 1 - tanh(x)^2 by ~1e-7 absolute: measure both against float64.
+    exact = weights.double() * (1 - torch.tanh(x.double()) ** 2)
+    ours_err, torch_err = (a.grad.double() - exact).abs().max(), (b.grad.double() - exact).abs().max()
+    assert ours_err <= 2 * torch_err + 1e-7, (ours_err, torch_err)
+    assert torch.autograd.gradcheck(Tanh(), (x[:4, :3].double().requires_grad_(),))  # float64: torch.tanh
+
+
+def test_tanh_handles_views_other_dtypes_and_no_grad():
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
+    strided = x.t()[::2]  # not contiguous
+    torch.testing.assert_close(Tanh()(strided), torch.tanh(strided), rtol=2e-7, atol=0)
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):
+        assert torch.equal(Tanh()(x.to(dtype)), torch.tanh(x.to(dtype)))
+    with torch.no_grad():
+        y = Tanh()(x.requires_grad_())
+    assert not y.requires_grad
+    assert isinstance(Tanh(), nn.Tanh), "isinstance checks on nn.Tanh must still hold"
+    net = ActorCritic(OBS_SPACE, gym.spaces.Discrete(2))
+    assert all(type(m) is Tanh for m in net.modules() if isinstance(m, nn.Tanh))
 
 
 def test_layer_init_and_mlp_shapes():

@@ -1,4 +1,6 @@
-"""The PPO presets added for the course's chapter 11: valid configs, and (slow) that each learns its task.
+"""The PPO presets: valid configs, and (slow) that each learns its task.
+
+CARTPOLE_WALLCLOCK and CARTPOLE_THROUGHPUT (benchmarks/ppo_cartpole.py) learn CartPole in tests/test_algorithms.py.
 
 ACROBOT_FAST: CARTPOLE_FAST's settings on a 100k-step budget, graded on Acrobot-v1 in chapter 11.
 INVERTED_PENDULUM_FAST: a Gaussian policy with observation and reward normalization on MuJoCo's
@@ -11,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore.ppo import ACROBOT_FAST, CARTPOLE_FAST, INVERTED_PENDULUM_FAST, PPOConfig, train
+from rlcore.ppo import (ACROBOT_FAST, CARTPOLE_FAST, CARTPOLE_THROUGHPUT, CARTPOLE_WALLCLOCK, INVERTED_PENDULUM_FAST,
+                        PPOConfig, train)
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +25,9 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("preset, env_id", [(ACROBOT_FAST, "Acrobot-v1"), (INVERTED_PENDULUM_FAST, "InvertedPendulum-v5")])
+@pytest.mark.parametrize("preset, env_id", [
+    (ACROBOT_FAST, "Acrobot-v1"), (INVERTED_PENDULUM_FAST, "InvertedPendulum-v5"),
+    (CARTPOLE_WALLCLOCK, "CartPole-v1"), (CARTPOLE_THROUGHPUT, "CartPole-v1")])
 def test_presets_are_valid_configs(preset, env_id):
     config = PPOConfig(env_id=env_id, **preset)
     assert config.num_iterations >= 100  # enough updates for the learning-rate schedule to matter
