@@ -22,6 +22,8 @@ Contenders:
     sb3-zoo            Stable-Baselines3 PPO with rl-baselines3-zoo's tuned CartPole-v1 hyperparameters
                        (8 envs, n_steps 32, batch 256, 20 epochs, lr and clip linear from 1e-3 and 0.2,
                        gamma 0.98, gae_lambda 0.8, ent_coef 0), on Gymnasium's CartPole-v1 in a DummyVecEnv
+    sb3-default        Stable-Baselines3 PPO with its defaults (1 env, n_steps 2048, batch 64, 10 epochs, lr 3e-4),
+                       the same environment: what a user who does not tune gets
 
 CleanRL's ppo.py is not measured here: the only PyPI release (cleanrl 0.4.8, 2021) predates Gymnasium and
 needs the retired `gym` package; its documented numbers are quoted in benchmarks/README.md instead.
@@ -80,7 +82,9 @@ def steady_sps(marks: list[tuple[int, float]]) -> float:
     return (end_step - mid_step) / (end_time - mid_time)
 
 
-def run_sb3(seed: int, budget: int) -> dict:
+def run_sb3(seed: int, budget: int, tuned: bool) -> dict:
+    """tuned: rl-baselines3-zoo's CartPole-v1 hyperparameters; otherwise SB3's defaults (1 environment, 2,048 steps
+    per rollout, 10 epochs of 64-sample minibatches, lr 3e-4): what `PPO("MlpPolicy", "CartPole-v1")` trains."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -110,9 +114,12 @@ def run_sb3(seed: int, budget: int) -> dict:
         return lambda progress_remaining: progress_remaining * initial
 
     start = time.perf_counter()
-    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
-    model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
-                learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu", verbose=0)
+    if tuned:
+        env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+        model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                    ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu", verbose=0)
+    else:
+        model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=seed), seed=seed, device="cpu", verbose=0)
     callback = StopAtThreshold()
     model.learn(total_timesteps=budget, callback=callback)
     wall = time.perf_counter() - start
@@ -127,9 +134,10 @@ CONTENDERS = {
     "rlcore-throughput": lambda seed, budget: run_rlcore(seed, budget, "CARTPOLE_THROUGHPUT"),
     "rlcore-fast": lambda seed, budget: run_rlcore(seed, budget, "CARTPOLE_FAST"),
     "rlcore-cleanrl": lambda seed, budget: run_rlcore(seed, budget, ""),
-    "sb3-zoo": run_sb3,
+    "sb3-zoo": lambda seed, budget: run_sb3(seed, budget, tuned=True),
+    "sb3-default": lambda seed, budget: run_sb3(seed, budget, tuned=False),
 }
-DEFAULT = "rlcore-wallclock,rlcore-throughput,rlcore-fast,sb3-zoo"
+DEFAULT = "rlcore-wallclock,rlcore-throughput,rlcore-fast,sb3-zoo,sb3-default"
 
 
 def warm_up() -> None:
@@ -172,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  {name:17s} seed {seed}: {'reached' if r['reached'] else 'NOT reached'} at {r['steps']:>9,} "
                   f"steps, {r['wall_s']:6.2f} s, {r['sps']:>9,.0f} steps/s ({r['steady_sps']:,.0f} steady)", flush=True)
     summary = {name: summarize(rs) for name, rs in runs.items()}
-    ref = summary.get("sb3-zoo")
+    ref = summary.get("sb3-zoo")  # the ratios are to SB3 at its best (tuned); sb3-default's row shows the rest
     print(f"\n{'contender':17s} {'reached':>7s} {'median wall s':>13s} {'median steps':>12s} {'steps/s':>9s}"
           f" {'steady steps/s':>14s} {'time vs sb3':>11s} {'steady sps vs sb3':>17s} {'time vs cleanrl':>15s}")
     fmt = (lambda v, f: "n/a" if v is None else format(v, f))  # noqa: E731
