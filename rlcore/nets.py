@@ -44,16 +44,25 @@ class Tanh(nn.Tanh):
     Why: in the PyTorch 2.13 CPU wheels torch.tanh is not vectorized the way NumPy's is: on [8192, 64]
     float32, 1.5 ms against 0.2 ms for np.tanh (AVX-512 machine, one thread), and the four tanh layers of
     an ActorCritic were a third of a PPO gradient step. NumPy's result differs from torch.tanh's by at most
-    one unit in the last place (tests/test_nets.py). Other devices and dtypes, and code being traced by
-    torch.compile (which fuses its own tanh), take torch.tanh. Still an nn.Tanh to isinstance checks.
+    one unit in the last place (tests/test_nets.py). Everything NumPy cannot stand in for takes torch.tanh:
+    other devices, dtypes and layouts, and tensors seen by a tracer or transform (torch.compile, torch.jit.trace,
+    torch.fx, torch.func's vmap and grad), which would otherwise record a constant or find no storage.
+    Still an nn.Tanh to isinstance checks.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.compiler.is_compiling():
+        if not _numpy_can_compute(x):
             return torch.tanh(x)
         if not (x.requires_grad and torch.is_grad_enabled()):  # no graph to record: skip autograd's bookkeeping
             return torch.from_numpy(np.tanh(x.numpy()))
         return _NumpyTanh.apply(x)
+
+
+def _numpy_can_compute(x) -> bool:
+    """Whether x is a plain float32 CPU tensor in eager mode, whose memory NumPy may read."""
+    return (type(x) is torch.Tensor and x.device.type == "cpu" and x.dtype == torch.float32
+            and x.layout == torch.strided and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
 
 def layer_init(layer: nn.Linear | nn.Conv2d, std: float = math.sqrt(2), bias: float = 0.0):

@@ -261,6 +261,18 @@ def test_tanh_handles_views_other_dtypes_and_no_grad():
     assert all(type(m) is Tanh for m in net.modules() if isinstance(m, nn.Tanh))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")  # still used to export models
+def test_tanh_under_tracers_and_transforms_is_torch_tanh():
+    # NumPy cannot see through these: each must take torch.tanh, not record a constant or fail for want of storage.
+    x, fresh = torch.randn(5, 4, generator=torch.Generator().manual_seed(4)), torch.randn(3, 4)
+    torch.testing.assert_close(torch.func.vmap(Tanh())(x), torch.tanh(x))
+    torch.testing.assert_close(torch.func.grad(lambda v: Tanh()(v).sum())(x), 1 - torch.tanh(x) ** 2)
+    net = nn.Sequential(nn.Linear(4, 3), Tanh())
+    traced = torch.jit.trace(net, x)
+    torch.testing.assert_close(traced(fresh), net(fresh))  # a constant recorded at trace time would differ here
+    torch.testing.assert_close(torch.fx.symbolic_trace(net)(fresh), net(fresh))
+
+
 def test_layer_init_and_mlp_shapes():
     layer = layer_init(nn.Linear(8, 3), std=2.0, bias=0.5)
     assert_orthogonal(layer.weight, 2.0)
