@@ -118,7 +118,8 @@ def run_sb3(seed: int, budget: int, tuned: bool) -> dict:
     if tuned:
         env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
         model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                    ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu", verbose=0)
+                    ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed, device="cpu",
+                    verbose=0)
     else:
         model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=seed), seed=seed, device="cpu", verbose=0)
     callback = StopAtThreshold()
