@@ -43,6 +43,9 @@ from autograder.stats import Verdict
 RESULTS_ENV = "AUTOGRADER_RESULTS"
 PLOTS_ENV = "AUTOGRADER_PLOTS"
 HIDDEN_ENV = "AUTOGRADER_HIDDEN"
+# A factor on every curve check's CPU budget (autograder.deeprl), for a grading machine slower than the course's
+# 2-core reference or one whose cores are shared with other gradings.
+CPU_SCALE_ENV = "AUTOGRADER_CPU_SCALE"
 
 
 class CheckFailed(AssertionError):

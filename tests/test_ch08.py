@@ -69,13 +69,13 @@ def test_epsilon_bug_is_diagnosed():
 
 
 @pytest.mark.slow
-def test_solution_passes_curve_check(solution, capsys):
+def test_solution_passes_curve_check(solution, capsys, shared_cores):
     ch08.train_dqn(solution["train_dqn"])
     assert "✔ ch08.train_dqn passed" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_unbugged_planted_loop_passes(capsys):
+def test_unbugged_planted_loop_passes(capsys, shared_cores):
     """The loop the planted variants are built from passes, so each variant fails by its one mistake."""
     ch08.train_dqn(planted.make_loop(None))
     assert "✔ ch08.train_dqn passed" in capsys.readouterr().out

@@ -221,12 +221,12 @@ def test_other_planted_loop_bugs_fail(description, fn):
 
 
 @pytest.mark.slow
-def test_correct_planted_loop_passes(capsys):
+def test_correct_planted_loop_passes(capsys, shared_cores):
     ch14.train_large_batch_ppo(loop_correct)
     assert "passed" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_solution_loop_passes(solution, capsys):
+def test_solution_loop_passes(solution, capsys, shared_cores):
     ch14.train_large_batch_ppo(solution["train_large_batch_ppo"])
     assert "passed" in capsys.readouterr().out

@@ -146,6 +146,20 @@ def test_a_loop_too_slow_for_the_budget_is_told_after_the_first_seed():
     assert "7 seeds need about" in str(err.value) and "of CPU" in str(err.value) and "section 'Speed'" in str(err.value)
 
 
+def test_the_cpu_scale_multiplies_the_budget_and_refuses_nonsense(monkeypatch):
+    from autograder.protocol import CPU_SCALE_ENV
+
+    monkeypatch.setenv(CPU_SCALE_ENV, "10")  # 0.3 s per seed x 7 against 1 s x 10: within the budget
+    deeprl.curve_check(task(budget_s=1.0), constant_policy(1, cpu=0.3))
+    monkeypatch.setenv(CPU_SCALE_ENV, "0.5")  # a faster machine may tighten it: 7 x 0.5 s against 4 s x 0.5
+    with pytest.raises(CheckFailed, match="over the budget of 2 s"):
+        deeprl.curve_check(task(budget_s=4.0), constant_policy(1, cpu=0.5))
+    for bad in ("fast", "0", "-2", "nan", "inf"):
+        monkeypatch.setenv(CPU_SCALE_ENV, bad)
+        with pytest.raises(ValueError, match="AUTOGRADER_CPU_SCALE must be a positive number"):
+            deeprl.cpu_budget_scale()
+
+
 def test_wrong_signature_is_reported_before_any_training():
     with pytest.raises(LearnerCodeError, match="calls it as"):
         deeprl.curve_check(task(), lambda envs, seed: None)

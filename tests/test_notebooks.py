@@ -52,7 +52,7 @@ def test_exercise_is_in_sync_with_solution(chapter, tmp_path):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_solution_passes_under_nbgrader(chapter, tmp_path, monkeypatch):
+def test_solution_passes_under_nbgrader(chapter, tmp_path, monkeypatch, shared_cores):
     """One execution per solution (the deep-RL chapters train for minutes), by nbgrader's own Validator:
     no failing test cell; each grade cell printed its check's pass line; nothing on stderr, which nbgrader
     scores as a failure; and no bare value at the end of a grade cell, which it reads as partial credit.
