@@ -27,7 +27,7 @@ class _NumpyTanh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = torch.from_numpy(np.tanh(x.detach().numpy()))
+        y = _numpy_tanh(x.detach())
         ctx.save_for_backward(y)
         return y
 
@@ -54,19 +54,25 @@ class Tanh(nn.Tanh):
         if not _numpy_can_compute(x):
             return torch.tanh(x)
         if not (x.requires_grad and torch.is_grad_enabled()):  # no graph to record: skip autograd's bookkeeping
-            return torch.from_numpy(np.tanh(x.numpy()))
+            return _numpy_tanh(x)
         return _NumpyTanh.apply(x)
 
 
+def _numpy_tanh(x: torch.Tensor) -> torch.Tensor:
+    """np.tanh of a tensor without a graph, as a new tensor."""
+    return torch.from_numpy(np.tanh(x.numpy()))
+
+
 # torch.func's transforms wrap tensors in ones without storage; this private query tells them apart. Without it
-# (another torch version), Tanh always takes torch.tanh: slower, never wrong.
-_is_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+# (another torch version), every tensor counts as wrapped and Tanh takes torch.tanh: slower, never wrong.
+_is_functorch_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor",
+                                lambda x: True)
 
 
 def _numpy_can_compute(x) -> bool:
     """Whether x is a plain float32 CPU tensor in eager mode, whose memory NumPy may read. The tracer checks
     come first, so that torch.compile sees a constant and never traces the rest."""
-    return (not torch.compiler.is_compiling() and not torch.jit.is_tracing() and _is_functorch_wrapped is not None
+    return (not torch.compiler.is_compiling() and not torch.jit.is_tracing()
             and type(x) is torch.Tensor and x.device.type == "cpu" and x.dtype == torch.float32
             and x.layout == torch.strided and not _is_functorch_wrapped(x))
 
